@@ -42,8 +42,7 @@ class Settings(BaseSettings):
         scheme = value.split(":", 1)[0]
         if scheme not in {"sqlite", "postgresql", "postgresql+psycopg"}:
             raise ValueError(
-                "must start with sqlite:/// or postgresql+psycopg:// "
-                f"(got scheme {scheme!r})"
+                f"must start with sqlite:/// or postgresql+psycopg:// (got scheme {scheme!r})"
             )
         if scheme == "postgresql":
             # psycopg 3 is the only driver installed; SQLAlchemy's bare scheme means psycopg2.

@@ -1,8 +1,8 @@
 """Imports every domain's models so that ``Base.metadata`` is complete (Alembic, tests)."""
 
 from patgate.accounts.models import Account, User
-from patgate.apps.models import App, Installation, InstallationToken
 from patgate.approvals.models import Grant, GrantRepository, RequestRepository, TokenRequest
+from patgate.apps.models import App, Installation, InstallationToken
 from patgate.audit.models import AuditEntry
 from patgate.db import Base
 from patgate.notifications.models import DeliveryAttempt, OutboxMessage

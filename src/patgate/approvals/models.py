@@ -16,9 +16,7 @@ class TokenRequest(Base):
 
     __tablename__ = "token_requests"
     __table_args__ = (
-        CheckConstraint(
-            "state IN ('pending', 'approved', 'denied', 'cancelled')", name="state"
-        ),
+        CheckConstraint("state IN ('pending', 'approved', 'denied', 'cancelled')", name="state"),
         CheckConstraint("repository_selection IN ('none', 'all', 'subset')", name="selection"),
         # At most one pending request per token and organization.
         Index(

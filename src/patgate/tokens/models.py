@@ -70,4 +70,3 @@ class ClassicToken(Base):
     issued_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
-

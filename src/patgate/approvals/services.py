@@ -1,0 +1,663 @@
+"""The request lifecycle (SPEC §4): one method per transition, each audited and notified in
+the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select
+
+from patgate.accounts.models import User
+from patgate.approvals.models import Grant, GrantRepository, RequestRepository, TokenRequest
+from patgate.approvals.states import GrantState, RequestState, can_move
+from patgate.audit import services as audit
+from patgate.authz.decision import Actions, SessionPrincipal, decide
+from patgate.context import Actor, Context
+from patgate.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
+from patgate.notifications import services as outbox
+from patgate.orgs.models import Membership, Organization, Role
+from patgate.orgs.services import effective_policies, org_facts
+from patgate.repos.models import Repository
+from patgate.tokens.models import FineGrainedToken, TokenRepository
+from patgate.tokens.permissions import CATALOGUE, LEVEL_RANK
+
+MAX_BULK = 100
+MAX_REASON = 1024
+
+
+# ---- who may decide ---------------------------------------------------------------------
+
+
+def require_owner(ctx: Context, org: Organization, actor: Actor) -> None:
+    """Raise :class:`Forbidden` unless ``actor`` may review this organization's tokens.
+
+    People must be owners of this organization (``decide``); an app's bot was authorized by
+    its installation's permission at the API, and the CLI operator is trusted.
+    """
+    if actor.kind != "user":
+        return
+    from patgate.authz.services import user_facts
+
+    user = ctx.session.get(User, actor.id)
+    if user is None:
+        raise Forbidden(f"{actor.login} is not an owner of {org.login}")
+    decision = decide(
+        SessionPrincipal(user_facts(ctx, user)), Actions.ADMINISTER_ORG, org_facts(ctx, org),
+        now=ctx.now,
+    )  # fmt: skip
+    if not decision.allowed:
+        raise Forbidden(f"only owners of {org.login} can review its personal access tokens")
+
+
+# ---- opening requests -------------------------------------------------------------------
+
+
+def open_request(
+    ctx: Context,
+    token: FineGrainedToken,
+    org: Organization,
+    *,
+    reason: str | None,
+    actor: Actor,
+    notify_approval: bool = False,
+) -> TokenRequest:
+    """Ask ``org`` for the token's current settings. Approved at once when the creator is
+    an owner or the organization does not require approval; pending otherwise."""
+    request = TokenRequest(
+        token_id=token.id,
+        org_id=org.id,
+        requester_id=token.user_id,
+        state=RequestState.PENDING,
+        reason=reason,
+        repository_selection=token.repository_selection,
+        permissions=dict(token.permissions),
+        created_at=ctx.now,
+    )
+    ctx.session.add(request)
+    ctx.session.flush()
+    repo_ids = _token_repository_ids(ctx, token)
+    ctx.session.add_all(RequestRepository(request_id=request.id, repository_id=r) for r in repo_ids)
+    ctx.session.flush()
+    creator = ctx.session.get(User, token.user_id)
+    audit.record(
+        ctx, "personal_access_token.request_created", actor=actor, org=org, user=creator,
+        token_id=token.id, request_id=request.id,
+    )  # fmt: skip
+    _webhook(ctx, org, "created", request, sender=creator)
+    owner_created = ctx.session.get(Membership, (org.id, token.user_id))
+    if (owner_created is not None and owner_created.role == Role.OWNER) or not effective_policies(
+        ctx, org
+    ).approval_required:
+        _approve(ctx, org, request, reviewer=None, reason=None, actor=actor, email=notify_approval)
+    return request
+
+
+def on_token_updated(
+    ctx: Context, token: FineGrainedToken, org: Organization, *, reason: str | None, actor: Actor
+) -> TokenRequest | None:
+    """After an edit: a pending request for older settings is cancelled; a new request is
+    opened if the token now asks for more than its active grant (or has none)."""
+    pending = _pending_of(ctx, token, org)
+    if pending is not None:
+        _cancel(ctx, org, pending, actor=actor, why="superseded")
+    grant = active_grant_of(ctx, token, org)
+    if grant is not None and not _asks_more(ctx, token, grant):
+        return None
+    return open_request(ctx, token, org, reason=reason, actor=actor)
+
+
+def on_token_deleted(
+    ctx: Context, token: FineGrainedToken, org: Organization, *, actor: Actor
+) -> None:
+    pending = _pending_of(ctx, token, org)
+    if pending is not None:
+        _cancel(ctx, org, pending, actor=actor, why="token_deleted")
+    grant = active_grant_of(ctx, token, org)
+    if grant is not None:
+        _revoke(ctx, org, grant, actor=actor, email=False)
+
+
+# ---- decisions --------------------------------------------------------------------------
+
+
+def approve(
+    ctx: Context,
+    org: Organization,
+    request_ids: Sequence[int],
+    *,
+    actor: Actor,
+    reason: str | None = None,
+) -> list[TokenRequest]:
+    """Approve pending requests, all or none (SPEC §6: atomic bulk).
+
+    Raises :class:`Forbidden` (not an owner), :class:`InvalidInput` (no ids, too many, reason
+    too long) and :class:`InvalidTransition` naming every unknown or already decided id.
+    """
+    requests = _lock_pending(ctx, org, request_ids, actor=actor, reason=reason)
+    reviewer = ctx.session.get(User, actor.id) if actor.kind == "user" else None
+    for request in requests:
+        _approve(ctx, org, request, reviewer=reviewer, reason=reason, actor=actor, email=True)
+    return requests
+
+
+def deny(
+    ctx: Context,
+    org: Organization,
+    request_ids: Sequence[int],
+    *,
+    actor: Actor,
+    reason: str | None = None,
+) -> list[TokenRequest]:
+    """Deny pending requests, all or none; the reason is stored and sent to each creator."""
+    requests = _lock_pending(ctx, org, request_ids, actor=actor, reason=reason)
+    reviewer = ctx.session.get(User, actor.id) if actor.kind == "user" else None
+    for request in requests:
+        _move(request, RequestState.DENIED)
+        request.decided_at = ctx.now
+        request.reviewer_id = reviewer.id if reviewer else None
+        request.decision_reason = reason
+        creator = ctx.session.get(User, request.requester_id)
+        audit.record(
+            ctx, "personal_access_token.request_denied", actor=actor, org=org, user=creator,
+            token_id=request.token_id, request_id=request.id, reason=reason,
+        )  # fmt: skip
+        _email_creator(ctx, "request_denied", org, request, creator, reason=reason, actor=actor)
+        _webhook(ctx, org, "denied", request, sender=reviewer)
+    ctx.session.flush()
+    return requests
+
+
+def revoke(
+    ctx: Context, org: Organization, grant_ids: Sequence[int], *, actor: Actor
+) -> list[Grant]:
+    """Revoke active grants, all or none; the tokens keep reading public resources."""
+    require_owner(ctx, org, actor)
+    ids = _check_ids(grant_ids, "pat_ids")
+    grants = {
+        g.id: g
+        for g in ctx.session.scalars(
+            select(Grant).where(Grant.id.in_(ids), Grant.org_id == org.id).with_for_update()
+        )
+    }
+    bad = [i for i in ids if i not in grants or grants[i].state != GrantState.ACTIVE]
+    if bad:
+        raise InvalidTransition(
+            f"personal access token grants {', '.join(map(str, bad))} are unknown or already revoked",
+            ids=bad,
+        )
+    for grant_id in ids:
+        _revoke(ctx, org, grants[grant_id], actor=actor, email=True)
+    return [grants[i] for i in ids]
+
+
+def approve_all_pending(ctx: Context, org: Organization, *, actor: Actor) -> int:
+    """Approval switched to not required: every pending request is approved (creators emailed)."""
+    pending = ctx.session.scalars(
+        select(TokenRequest)
+        .where(TokenRequest.org_id == org.id, TokenRequest.state == RequestState.PENDING)
+        .order_by(TokenRequest.id)
+        .with_for_update()
+    ).all()
+    for request in pending:
+        _approve(ctx, org, request, reviewer=None, reason=None, actor=actor, email=True)
+    return len(pending)
+
+
+def approve_pending_of_owner(ctx: Context, org: Organization, user: User, *, actor: Actor) -> None:
+    pending = ctx.session.scalars(
+        select(TokenRequest).where(
+            TokenRequest.org_id == org.id,
+            TokenRequest.requester_id == user.id,
+            TokenRequest.state == RequestState.PENDING,
+        )
+    ).all()
+    for request in pending:
+        _approve(ctx, org, request, reviewer=None, reason=None, actor=actor, email=True)
+
+
+def end_access_of_member(ctx: Context, org: Organization, user: User, *, actor: Actor) -> None:
+    """A member leaves: their grants here are revoked and their pending requests cancelled."""
+    token_ids = select(FineGrainedToken.id).where(FineGrainedToken.user_id == user.id)
+    for request in ctx.session.scalars(
+        select(TokenRequest).where(
+            TokenRequest.org_id == org.id,
+            TokenRequest.token_id.in_(token_ids),
+            TokenRequest.state == RequestState.PENDING,
+        )
+    ).all():
+        _cancel(ctx, org, request, actor=actor, why="member_removed")
+    for grant in ctx.session.scalars(
+        select(Grant).where(
+            Grant.org_id == org.id, Grant.token_id.in_(token_ids), Grant.state == GrantState.ACTIVE
+        )
+    ).all():
+        _revoke(ctx, org, grant, actor=actor, email=False)
+
+
+# ---- transitions ------------------------------------------------------------------------
+
+
+def _move(row: TokenRequest | Grant, target: RequestState | GrantState) -> None:
+    current = (RequestState if isinstance(row, TokenRequest) else GrantState)(row.state)
+    if not can_move(current, target):
+        raise InvalidTransition(f"cannot move from {current} to {target}", ids=[row.id])
+    row.state = target
+
+
+def _approve(
+    ctx: Context,
+    org: Organization,
+    request: TokenRequest,
+    *,
+    reviewer: User | None,
+    reason: str | None,
+    actor: Actor,
+    email: bool,
+) -> Grant:
+    _move(request, RequestState.APPROVED)
+    request.decided_at = ctx.now
+    request.reviewer_id = reviewer.id if reviewer else None
+    request.decision_reason = reason
+    token = ctx.session.get(FineGrainedToken, request.token_id)
+    assert token is not None
+    previous = active_grant_of(ctx, token, org)
+    if previous is not None:
+        # Approval replaces the grant: the new one carries the newly approved settings.
+        _move(previous, GrantState.REVOKED)
+        previous.revoked_at = ctx.now
+    grant = Grant(
+        token_id=request.token_id,
+        org_id=org.id,
+        request_id=request.id,
+        state=GrantState.ACTIVE,
+        repository_selection=request.repository_selection,
+        permissions=dict(request.permissions),
+        granted_at=ctx.now,
+    )
+    ctx.session.add(grant)
+    ctx.session.flush()
+    ctx.session.add_all(
+        GrantRepository(grant_id=grant.id, repository_id=r)
+        for r in request_repository_ids(ctx, request)
+    )
+    creator = ctx.session.get(User, request.requester_id)
+    audit.record(
+        ctx, "personal_access_token.access_granted", actor=actor, org=org, user=creator,
+        token_id=request.token_id, request_id=request.id, pat_id=grant.id,
+    )  # fmt: skip
+    if email:
+        _email_creator(ctx, "request_approved", org, request, creator, reason=reason, actor=actor)
+    _webhook(ctx, org, "approved", request, sender=reviewer or creator)
+    ctx.session.flush()
+    return grant
+
+
+def _cancel(
+    ctx: Context, org: Organization, request: TokenRequest, *, actor: Actor, why: str
+) -> None:
+    _move(request, RequestState.CANCELLED)
+    request.decided_at = ctx.now
+    creator = ctx.session.get(User, request.requester_id)
+    audit.record(
+        ctx, "personal_access_token.request_cancelled", actor=actor, org=org, user=creator,
+        token_id=request.token_id, request_id=request.id, cause=why,
+    )  # fmt: skip
+    _webhook(ctx, org, "cancelled", request, sender=creator)
+    ctx.session.flush()
+
+
+def _revoke(ctx: Context, org: Organization, grant: Grant, *, actor: Actor, email: bool) -> None:
+    _move(grant, GrantState.REVOKED)
+    grant.revoked_at = ctx.now
+    grant.revoked_by_id = actor.id if actor.kind == "user" else None
+    token = ctx.session.get(FineGrainedToken, grant.token_id)
+    creator = ctx.session.get(User, token.user_id) if token else None
+    audit.record(
+        ctx, "personal_access_token.access_revoked", actor=actor, org=org, user=creator,
+        token_id=grant.token_id, request_id=grant.request_id, pat_id=grant.id,
+    )  # fmt: skip
+    if email and creator is not None and token is not None:
+        outbox.enqueue_email(
+            ctx,
+            "grant_revoked",
+            to=creator.email,
+            data=_email_data(ctx, org, token, creator, actor=actor, reason=None),
+        )
+    ctx.session.flush()
+
+
+def _lock_pending(
+    ctx: Context,
+    org: Organization,
+    request_ids: Sequence[int],
+    *,
+    actor: Actor,
+    reason: str | None,
+) -> list[TokenRequest]:
+    require_owner(ctx, org, actor)
+    ids = _check_ids(request_ids, "pat_request_ids")
+    if reason is not None and len(reason) > MAX_REASON:
+        raise InvalidInput(
+            f"reason is longer than {MAX_REASON} characters", field="reason", resource="PatRequest"
+        )
+    # Row locks (PostgreSQL) or the write lock (SQLite): a concurrent decision waits, then
+    # finds the request decided, so exactly one decision is made.
+    rows = {
+        r.id: r
+        for r in ctx.session.scalars(
+            select(TokenRequest)
+            .where(TokenRequest.id.in_(ids), TokenRequest.org_id == org.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    bad = [i for i in ids if i not in rows or rows[i].state != RequestState.PENDING]
+    if bad:
+        raise InvalidTransition(
+            f"personal access token requests {', '.join(map(str, bad))} are unknown or already decided",
+            ids=bad,
+        )
+    return [rows[i] for i in ids]
+
+
+def _check_ids(ids: Sequence[int], field_name: str) -> list[int]:
+    if not ids:
+        raise InvalidInput(f"{field_name} is required", field=field_name, code="missing_field")
+    if len(ids) > MAX_BULK:
+        raise InvalidInput(f"at most {MAX_BULK} ids at once", field=field_name)
+    if any(isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in ids):
+        raise InvalidInput("ids must be positive integers", field=field_name)
+    return list(dict.fromkeys(ids))
+
+
+# ---- reading ----------------------------------------------------------------------------
+
+
+def active_grant_of(ctx: Context, token: FineGrainedToken, org: Organization) -> Grant | None:
+    return ctx.session.scalar(
+        select(Grant).where(
+            Grant.token_id == token.id, Grant.org_id == org.id, Grant.state == GrantState.ACTIVE
+        )
+    )
+
+
+def _pending_of(ctx: Context, token: FineGrainedToken, org: Organization) -> TokenRequest | None:
+    return ctx.session.scalar(
+        select(TokenRequest).where(
+            TokenRequest.token_id == token.id,
+            TokenRequest.org_id == org.id,
+            TokenRequest.state == RequestState.PENDING,
+        )
+    )
+
+
+def latest_request_of(ctx: Context, token: FineGrainedToken) -> TokenRequest | None:
+    return ctx.session.scalar(
+        select(TokenRequest)
+        .where(TokenRequest.token_id == token.id)
+        .order_by(TokenRequest.id.desc())
+        .limit(1)
+    )
+
+
+def _token_repository_ids(ctx: Context, token: FineGrainedToken) -> list[int]:
+    return list(
+        ctx.session.scalars(
+            select(TokenRepository.repository_id).where(TokenRepository.token_id == token.id)
+        )
+    )
+
+
+def request_repository_ids(ctx: Context, request: TokenRequest) -> list[int]:
+    return list(
+        ctx.session.scalars(
+            select(RequestRepository.repository_id).where(
+                RequestRepository.request_id == request.id
+            )
+        )
+    )
+
+
+def grant_repository_ids(ctx: Context, grant: Grant) -> list[int]:
+    return list(
+        ctx.session.scalars(
+            select(GrantRepository.repository_id).where(GrantRepository.grant_id == grant.id)
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionChanges:
+    """What a request adds or upgrades compared with the grant in force (for the review)."""
+
+    added: dict[str, str]
+    upgraded: dict[str, str]
+    result: dict[str, str]
+    repositories_added: list[int] = field(default_factory=list)
+
+
+def changes_of(ctx: Context, request: TokenRequest) -> PermissionChanges:
+    grant = ctx.session.scalar(
+        select(Grant).where(
+            Grant.token_id == request.token_id,
+            Grant.org_id == request.org_id,
+            Grant.state == GrantState.ACTIVE,
+        )
+    )
+    granted: dict[str, str] = dict(grant.permissions) if grant else {}
+    added = {n: lvl for n, lvl in request.permissions.items() if n not in granted}
+    upgraded = {
+        n: lvl
+        for n, lvl in request.permissions.items()
+        if n in granted and LEVEL_RANK[lvl] > LEVEL_RANK[granted[n]]
+    }
+    granted_repos = set(grant_repository_ids(ctx, grant)) if grant else set()
+    repos_added = [r for r in request_repository_ids(ctx, request) if r not in granted_repos]
+    if grant is not None and grant.repository_selection == "all":
+        repos_added = []
+    return PermissionChanges(added, upgraded, dict(request.permissions), repos_added)
+
+
+def _asks_more(ctx: Context, token: FineGrainedToken, grant: Grant) -> bool:
+    for name, level in token.permissions.items():
+        if LEVEL_RANK[level] > LEVEL_RANK.get(grant.permissions.get(name, ""), 0):
+            return True
+    order = {"none": 0, "subset": 1, "all": 2}
+    if order[token.repository_selection] > order[grant.repository_selection]:
+        return True
+    if token.repository_selection == "subset" and grant.repository_selection == "subset":
+        return not set(_token_repository_ids(ctx, token)) <= set(grant_repository_ids(ctx, grant))
+    return False
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """The filters of GitHub's list endpoints (SPEC §6)."""
+
+    owners: tuple[str, ...] = ()
+    repository: str | None = None
+    permission: str | None = None
+    last_used_before: datetime | None = None
+    last_used_after: datetime | None = None
+    token_ids: tuple[int, ...] = ()
+    direction: str = "desc"
+
+
+def parse_permission_filter(text: str) -> tuple[str, str]:
+    """``issues_read`` → ``("issues", "read")``; raise :class:`InvalidInput` otherwise."""
+    name, _, level = text.rpartition("_")
+    if name not in CATALOGUE or level not in CATALOGUE[name][1]:
+        raise InvalidInput(
+            f"permission {text!r} is not a permission name and level such as issues_read",
+            field="permission",
+        )
+    return name, level
+
+
+def _apply_filters(
+    ctx: Context, stmt: Select[Any], model: Any, repo_link: Any, org: Organization, f: ListFilters
+) -> Select[Any]:
+    stmt = stmt.join(FineGrainedToken, FineGrainedToken.id == model.token_id)
+    if f.owners:
+        stmt = stmt.join(User, User.id == FineGrainedToken.user_id).where(
+            User.login_key.in_([o.lower() for o in f.owners])
+        )
+    if f.repository is not None:
+        repo_id = ctx.session.scalar(
+            select(Repository.id).where(
+                Repository.owner_id == org.id, Repository.name_key == f.repository.lower()
+            )
+        )
+        if repo_id is None:
+            return stmt.where(False)  # an unknown repository matches nothing
+        link_table = repo_link.__table__
+        owner_col = (
+            link_table.c.request_id if "request_id" in link_table.c else link_table.c.grant_id
+        )
+        stmt = stmt.where(
+            or_(
+                model.repository_selection == "all",
+                and_(
+                    model.repository_selection == "subset",
+                    model.id.in_(select(owner_col).where(link_table.c.repository_id == repo_id)),
+                ),
+            )
+        )
+    if f.permission is not None:
+        name, level = parse_permission_filter(f.permission)
+        stmt = stmt.where(model.permissions[name].as_string() == level)
+    if f.last_used_before is not None:
+        stmt = stmt.where(FineGrainedToken.last_used_at < f.last_used_before)
+    if f.last_used_after is not None:
+        stmt = stmt.where(FineGrainedToken.last_used_at > f.last_used_after)
+    if f.token_ids:
+        stmt = stmt.where(model.token_id.in_(f.token_ids))
+    return stmt
+
+
+def list_pending(
+    ctx: Context, org: Organization, filters: ListFilters, *, page: int, per_page: int
+) -> tuple[list[tuple[TokenRequest, FineGrainedToken]], int]:
+    """A page of the org's pending requests (with their tokens) and the total count."""
+    base = select(TokenRequest, FineGrainedToken).where(
+        TokenRequest.org_id == org.id, TokenRequest.state == RequestState.PENDING
+    )
+    stmt = _apply_filters(ctx, base, TokenRequest, RequestRepository, org, filters)
+    return _page(ctx, stmt, TokenRequest.created_at, TokenRequest.id, filters, page, per_page)
+
+
+def list_active_grants(
+    ctx: Context, org: Organization, filters: ListFilters, *, page: int, per_page: int
+) -> tuple[list[tuple[Grant, FineGrainedToken]], int]:
+    base = select(Grant, FineGrainedToken).where(
+        Grant.org_id == org.id, Grant.state == GrantState.ACTIVE
+    )
+    stmt = _apply_filters(ctx, base, Grant, GrantRepository, org, filters)
+    return _page(ctx, stmt, Grant.granted_at, Grant.id, filters, page, per_page)
+
+
+def _page(
+    ctx: Context,
+    stmt: Select[Any],
+    created: Any,
+    row_id: Any,
+    filters: ListFilters,
+    page: int,
+    per_page: int,
+) -> tuple[list[Any], int]:
+    total = ctx.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    order = (
+        (created.asc(), row_id.asc())
+        if filters.direction == "asc"
+        else (created.desc(), row_id.desc())
+    )
+    rows = ctx.session.execute(stmt.order_by(*order).limit(per_page).offset((page - 1) * per_page))
+    return [tuple(r) for r in rows], total
+
+
+def get_request(ctx: Context, org: Organization, request_id: int) -> TokenRequest:
+    request = ctx.session.get(TokenRequest, request_id)
+    if request is None or request.org_id != org.id:
+        raise NotFound("personal access token request", request_id)
+    return request
+
+
+def get_grant(ctx: Context, org: Organization, grant_id: int) -> Grant:
+    grant = ctx.session.get(Grant, grant_id)
+    if grant is None or grant.org_id != org.id:
+        raise NotFound("personal access token grant", grant_id)
+    return grant
+
+
+def pending_filter_choices(ctx: Context, org: Organization) -> dict[str, list[str]]:
+    """The values the UI's Owner, Repository and Permissions dropdowns offer."""
+    owners = ctx.session.scalars(
+        select(User.login)
+        .join(TokenRequest, TokenRequest.requester_id == User.id)
+        .where(TokenRequest.org_id == org.id, TokenRequest.state == RequestState.PENDING)
+        .distinct()
+        .order_by(User.login)
+    ).all()
+    repos = ctx.session.scalars(
+        select(Repository.name).where(Repository.owner_id == org.id).order_by(Repository.name_key)
+    ).all()
+    permissions = [
+        f"{name}_{level}"
+        for name, (group, levels) in CATALOGUE.items()
+        if group.value in ("repository", "organization")
+        for level in levels
+    ]
+    return {"owners": list(owners), "repositories": list(repos), "permissions": permissions}
+
+
+# ---- notifications ----------------------------------------------------------------------
+
+
+def _email_data(
+    ctx: Context,
+    org: Organization,
+    token: FineGrainedToken,
+    creator: User,
+    *,
+    actor: Actor,
+    reason: str | None,
+) -> dict[str, Any]:
+    return {
+        "org": org.login,
+        "token_id": token.id,
+        "token_name": token.name,
+        "user": creator.login,
+        "reviewer": actor.login,
+        "reason": reason,
+        "token_url": f"{ctx.base_url}/settings/personal-access-tokens/{token.id}",
+    }
+
+
+def _email_creator(
+    ctx: Context,
+    template: str,
+    org: Organization,
+    request: TokenRequest,
+    creator: User | None,
+    *,
+    reason: str | None,
+    actor: Actor,
+) -> None:
+    token = ctx.session.get(FineGrainedToken, request.token_id)
+    if creator is None or token is None:
+        return
+    data = _email_data(ctx, org, token, creator, actor=actor, reason=reason)
+    data["request_id"] = request.id
+    outbox.enqueue_email(ctx, template, to=creator.email, data=data)
+
+
+def _webhook(
+    ctx: Context, org: Organization, action: str, request: TokenRequest, *, sender: User | None
+) -> None:
+    # Imported here: apps builds on approvals (its API reads requests), not the other way.
+    from patgate.apps import services as apps
+
+    apps.enqueue_request_event(ctx, org, action, request, sender=sender)

@@ -1,0 +1,54 @@
+"""Enqueueing messages into the outbox, in the caller's transaction (SPEC §7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from patgate.context import Context
+from patgate.notifications.models import MessageState, OutboxMessage
+
+EMAIL = "email"
+WEBHOOK = "webhook"
+
+
+def enqueue(
+    ctx: Context, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None
+) -> OutboxMessage | None:
+    """Add a message to the outbox; it is sent only if the caller's transaction commits.
+
+    With a ``dedupe_key`` already in the outbox nothing is added and ``None`` is returned.
+    """
+    if dedupe_key is not None:
+        exists = ctx.session.scalar(
+            select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
+        )
+        if exists is not None:
+            return None
+    message = OutboxMessage(
+        kind=kind,
+        dedupe_key=dedupe_key,
+        payload=payload,
+        state=MessageState.PENDING,
+        attempts=0,
+        next_attempt_at=ctx.now,
+        created_at=ctx.now,
+    )
+    ctx.session.add(message)
+    ctx.session.flush()
+    return message
+
+
+def enqueue_email(
+    ctx: Context,
+    template: str,
+    *,
+    to: str,
+    data: dict[str, Any],
+    dedupe_key: str | None = None,
+) -> OutboxMessage | None:
+    """An email rendered from ``template`` with ``data`` when the worker sends it."""
+    return enqueue(
+        ctx, EMAIL, {"template": template, "to": to, "data": data}, dedupe_key=dedupe_key
+    )

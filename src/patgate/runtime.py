@@ -1,0 +1,50 @@
+"""The running pieces built from settings: the engine, sessions and service contexts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from patgate.clock import Clock, SystemClock
+from patgate.config import Settings
+from patgate.context import Context
+from patgate.db import make_engine, make_session_factory
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    engine: Engine = field(init=False)
+    sessions: sessionmaker[Session] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.settings.is_sqlite:
+            from pathlib import Path
+
+            path = self.settings.database_url.removeprefix("sqlite:///")
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(self.settings.database_url)
+        self.sessions = make_session_factory(self.engine)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Context]:
+        """A service context in one transaction: committed on success, rolled back on error."""
+        with self.sessions() as session, session.begin():
+            yield self.context(session)
+
+    def context(self, session: Session) -> Context:
+        return Context(
+            session=session,
+            now=self.clock.now(),
+            base_url=self.settings.base_url,
+            opt_in_required=self.settings.fine_grained_opt_in,
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
