@@ -1,0 +1,82 @@
+"""The ASGI application: the REST API under ``/api/v3`` and the web UI, over one runtime."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from patgate.errors import PatgateError
+from patgate.runtime import Runtime
+from patgate.tokens.jobs import LastUsedBuffer
+from patgate.web.api import audit as audit_api
+from patgate.web.api import resources
+from patgate.web.errors import (
+    Denied,
+    HTTPProblem,
+    handle_denied,
+    handle_domain_error,
+    handle_problem,
+)
+from patgate.web.versions import ApiVersionMiddleware
+
+log = logging.getLogger(__name__)
+
+LAST_USED_FLUSH_SECONDS = 5.0
+
+
+def api_routes() -> list[Any]:
+    return [*resources.routes, *audit_api.routes]
+
+
+def create_app(runtime: Runtime, *, worker: bool = True) -> Starlette:
+    """Build the application. With ``worker`` the outbox worker runs in-process."""
+    last_used = LastUsedBuffer()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = threading.Event()
+        flusher = threading.Thread(
+            target=_flush_last_used, args=(last_used, runtime, stop), daemon=True
+        )
+        flusher.start()
+        background = None
+        if worker:
+            from patgate.worker import start_in_thread
+
+            background = start_in_thread(runtime)
+            app.state.worker = background[0]
+        try:
+            yield
+        finally:
+            stop.set()
+            if background is not None:
+                background[1].set()
+                background[0].wake()
+                background[2].join(timeout=10)
+            flusher.join(timeout=10)
+            last_used.flush(runtime.engine)
+
+    app = Starlette(
+        routes=[Mount("/api/v3", routes=api_routes())],
+        exception_handlers={
+            PatgateError: handle_domain_error,
+            Denied: handle_denied,
+            HTTPProblem: handle_problem,
+        },
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.last_used = last_used
+    app.add_middleware(ApiVersionMiddleware)
+    return app
+
+
+def _flush_last_used(buffer: LastUsedBuffer, runtime: Runtime, stop: threading.Event) -> None:
+    while not stop.wait(LAST_USED_FLUSH_SECONDS):
+        buffer.flush(runtime.engine)
