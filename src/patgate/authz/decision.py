@@ -278,16 +278,28 @@ def _app_only(principal: Principal, action: Action, resource: Resource) -> Decis
 
 def _installation(p: InstallationPrincipal, action: Action, resource: Resource) -> Decision:
     org_id = _org_id(resource)
-    if isinstance(resource, RepoFacts) and resource.public and not action.writes:
+    public = isinstance(resource, RepoFacts) and resource.public
+    if public and not action.writes:
         return ALLOW
+
+    needed = f"{action.permission}={action.level}" if action.permission else None
+
+    def hidden(detail: Detail) -> Decision:
+        # A public repository is seen by everyone: what may not change it gets a 403, not a 404.
+        if public:
+            return Decision(
+                False, Reason.INTEGRATION_PERMISSION_MISSING, detail, accepted_permissions=needed
+            )
+        return Decision(False, Reason.NOT_VISIBLE, detail)
+
     if org_id != p.org_id:
-        return Decision(False, Reason.NOT_VISIBLE, Detail.WRONG_RESOURCE_OWNER)
+        return hidden(Detail.WRONG_RESOURCE_OWNER)
     if (
         isinstance(resource, RepoFacts)
         and p.repository_ids is not None
         and resource.id not in p.repository_ids
     ):
-        return Decision(False, Reason.NOT_VISIBLE, Detail.REPOSITORY_NOT_SELECTED)
+        return hidden(Detail.REPOSITORY_NOT_SELECTED)
     if action.permission is not None and not satisfies(
         p.permissions.get(action.permission), action.level
     ):

@@ -405,6 +405,8 @@ def get_classic(ctx: Context, token_id: int, *, user: User | None = None) -> Cla
 def regenerate_classic(
     ctx: Context, token: ClassicToken, *, expires_at: datetime | None
 ) -> IssuedToken:
+    if expires_at is not None and expires_at <= ctx.now:
+        raise InvalidInput("expiration must be in the future", field="expires_at")
     secret = token_format.generate_classic()
     token.token_hash = token_format.hash_token(secret)
     token.issued_at = ctx.now

@@ -14,8 +14,9 @@ from starlette.routing import Mount
 from patgate.errors import PatgateError
 from patgate.runtime import Runtime
 from patgate.tokens.jobs import LastUsedBuffer
+from patgate.web.api import apps as apps_api
 from patgate.web.api import audit as audit_api
-from patgate.web.api import resources
+from patgate.web.api import governance, openapi, resources
 from patgate.web.errors import (
     Denied,
     HTTPProblem,
@@ -31,7 +32,13 @@ LAST_USED_FLUSH_SECONDS = 5.0
 
 
 def api_routes() -> list[Any]:
-    return [*resources.routes, *audit_api.routes]
+    return [
+        *resources.routes,
+        *audit_api.routes,
+        *governance.routes,
+        *apps_api.routes,
+        *openapi.routes,
+    ]
 
 
 def create_app(runtime: Runtime, *, worker: bool = True) -> Starlette:

@@ -6,8 +6,9 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from patgate.authz.decision import (
@@ -22,12 +23,15 @@ from patgate.authz.decision import (
     decide,
 )
 from patgate.context import Actor, Context
+from patgate.errors import InvalidInput
 from patgate.runtime import Runtime
 from patgate.web.auth import authenticate
 from patgate.web.errors import Denied, HTTPProblem
 
 MAX_BODY_BYTES = 1_000_000
 MAX_JSON_DEPTH = 32
+
+BodyModel = TypeVar("BodyModel", bound=BaseModel)
 
 
 @dataclass
@@ -79,7 +83,12 @@ def api_call(request: Request, *, anonymous: bool = True) -> Iterator[Call]:
 
 async def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
     """The request's JSON object; a 400 for what is not JSON, too big or too deep."""
-    raw = await request.body()
+    return parse_json_body(await request.body(), required=required)
+
+
+def parse_json_body(raw: bytes, *, required: bool = True) -> dict[str, Any]:
+    """:func:`json_body` on bytes already read: a sync route parses after authenticating,
+    so that a bad body from a caller who may not call the route is still a 401/403/404."""
     if len(raw) > MAX_BODY_BYTES:
         raise HTTPProblem(413, "Payload too large")
     if not raw.strip():
@@ -105,3 +114,17 @@ def _depth(value: Any, level: int = 0) -> int:
     if isinstance(value, list):
         return max((_depth(v, level + 1) for v in value), default=level + 1)
     return level
+
+
+def parse_body(model: type[BodyModel], data: dict[str, Any], *, resource: str) -> BodyModel:
+    """Validate a JSON object with a pydantic model; GitHub's 422 (``missing_field`` for an
+    absent required field, ``invalid`` otherwise) naming the first bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        loc = [str(part) for part in error["loc"]]
+        field = loc[0] if loc else "body"
+        code = "missing_field" if error["type"] == "missing" else "invalid"
+        where = ".".join(loc) or "body"
+        raise InvalidInput(f"{where}: {error['msg']}", field=field, resource=resource, code=code)
