@@ -642,3 +642,24 @@ def test_serve_seeds_the_demo_and_runs_uvicorn(db: Path, monkeypatch: pytest.Mon
     human = run("serve")
     assert human.exit_code == 0, human.output
     assert calls["worker"] is True
+
+
+# ---- worker and digest ------------------------------------------------------------------
+
+
+def test_worker_once_delivers_decision_emails_to_the_mailbox(
+    widgets: dict[str, Any], tmp_path: Path
+) -> None:
+    request_id = member_token()["request_id"]
+    ok("request", "deny", "widgets", str(request_id), "--reason", "too broad", "--as", "olivia")
+    assert ok("worker", "--once")["delivered"] == 1
+    mails = list((tmp_path / "var" / "mail").glob("*.eml"))
+    assert len(mails) == 1 and "too broad" in mails[0].read_text()
+    assert ok("worker", "--once")["delivered"] == 0
+
+
+def test_digest_run_now_queues_one_digest_per_owner_and_day(widgets: dict[str, Any]) -> None:
+    member_token()
+    assert ok("digest", "run", "--now")["queued"] == 1
+    assert ok("digest", "run", "--now")["queued"] == 0
+    assert ok("worker", "--once")["delivered"] == 1

@@ -456,6 +456,9 @@ repo_app = typer.Typer(help="Repositories.", no_args_is_help=True)
 token_app = typer.Typer(help="Personal access tokens.", no_args_is_help=True)
 request_app = typer.Typer(help="Decide pending token requests.", no_args_is_help=True)
 grant_app = typer.Typer(help="Revoke approved token access.", no_args_is_help=True)
+digest_app = typer.Typer(
+    help="The daily email to owners about pending requests.", no_args_is_help=True
+)
 for _name, _group in (
     ("db", db_app),
     ("user", user_app),
@@ -465,6 +468,7 @@ for _name, _group in (
     ("token", token_app),
     ("request", request_app),
     ("grant", grant_app),
+    ("digest", digest_app),
 ):
     app.add_typer(_group, name=_name)
 
@@ -509,6 +513,42 @@ def serve(
         uvicorn.run(
             create_app(runtime, worker=not no_worker), host=host, port=port, log_level="info"
         )
+
+
+@app.command()
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="Deliver what is due now, then exit.")
+    ] = False,
+    as_json: JsonOutput = False,
+) -> None:
+    """Deliver the outbox (emails and webhooks) and send the daily digest.
+
+    Runs until interrupted; any number of workers may share one PostgreSQL database.
+    """
+    from patgate.worker import run_worker
+
+    with reported_errors(), open_runtime() as runtime:
+        delivered = run_worker(runtime, once=once)
+    emit({"delivered": delivered}, as_json, f"Delivered {delivered} message(s)")
+
+
+@digest_app.command("run")
+def digest_run(
+    now: Annotated[
+        bool, typer.Option("--now", help="Ignore PATGATE_DIGEST_HOUR: queue today's digest now.")
+    ] = False,
+    as_json: JsonOutput = False,
+) -> None:
+    """Queue today's digest for every owner of an organization with pending requests.
+
+    Each owner gets at most one per organization and UTC date; the worker sends them.
+    """
+    from patgate.worker import run_digest
+
+    with reported_errors(), open_runtime() as runtime:
+        queued = run_digest(runtime, now=now)
+    emit({"queued": queued}, as_json, f"Queued {queued} digest(s)")
 
 
 @db_app.command("upgrade")

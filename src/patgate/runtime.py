@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,13 +25,15 @@ class Runtime:
 
     def __post_init__(self) -> None:
         if self.settings.is_sqlite:
-            from pathlib import Path
-
             path = self.settings.database_url.removeprefix("sqlite:///")
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(self.settings.database_url)
         self.sessions = make_session_factory(self.engine)
+        # Every process that writes outbox rows wakes the workers when it commits them.
+        from patgate.worker import install_outbox_notify
+
+        install_outbox_notify(self.sessions)
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Context]:
