@@ -663,3 +663,32 @@ def test_digest_run_now_queues_one_digest_per_owner_and_day(widgets: dict[str, A
     assert ok("digest", "run", "--now")["queued"] == 1
     assert ok("digest", "run", "--now")["queued"] == 0
     assert ok("worker", "--once")["delivered"] == 1
+
+
+# ---- apps ------------------------------------------------------------------------------
+
+
+def test_app_create_registers_installs_and_hands_over_the_key_once(
+    widgets: dict[str, Any], tmp_path: Path
+) -> None:
+    key = tmp_path / "app.pem"
+    made = ok(
+        "app", "create", "Reviewer", "--org", "widgets", "--private-key-out", str(key),
+        "--permission", "organization_personal_access_token_requests=write",
+        "--event", "personal_access_token_request", "--webhook-url", "http://127.0.0.1:9/hook",
+        "--webhook-secret", "s3cret",
+    )  # fmt: skip
+    assert {"id", "client_id", "slug", "installation_id", "private_key_path"} <= set(made)
+    assert key.read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    refused(widgets_db(tmp_path), "app", "create", "Other", "--org", "widgets",
+            "--private-key-out", str(key))  # fmt: skip
+    refused(widgets_db(tmp_path), "app", "create", "Reviewer", "--org", "widgets",
+            "--private-key-out", str(tmp_path / "second.pem"))  # fmt: skip
+    assert not (tmp_path / "second.pem").exists()
+    refused(widgets_db(tmp_path), "app", "create", "Bad", "--org", "widgets",
+            "--private-key-out", str(tmp_path / "bad.pem"), "--permission", "nope=read")  # fmt: skip
+
+
+def widgets_db(tmp_path: Path) -> Path:
+    return tmp_path / "patgate.db"

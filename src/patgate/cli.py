@@ -9,10 +9,12 @@ rolled back, so nothing changes.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
 import typer
@@ -456,6 +458,7 @@ repo_app = typer.Typer(help="Repositories.", no_args_is_help=True)
 token_app = typer.Typer(help="Personal access tokens.", no_args_is_help=True)
 request_app = typer.Typer(help="Decide pending token requests.", no_args_is_help=True)
 grant_app = typer.Typer(help="Revoke approved token access.", no_args_is_help=True)
+app_app = typer.Typer(help="GitHub Apps that review tokens through the API.", no_args_is_help=True)
 digest_app = typer.Typer(
     help="The daily email to owners about pending requests.", no_args_is_help=True
 )
@@ -468,6 +471,7 @@ for _name, _group in (
     ("token", token_app),
     ("request", request_app),
     ("grant", grant_app),
+    ("app", app_app),
     ("digest", digest_app),
 ):
     app.add_typer(_group, name=_name)
@@ -1212,6 +1216,75 @@ def grant_revoke(
             ],
         }
     emit(data, as_json, _decided_line("Revoked access to", data, "grants"))
+
+
+@app_app.command("create")
+def app_create(
+    name: Annotated[str, typer.Argument(help="The app's name (its slug is derived from it).")],
+    org: Annotated[str, typer.Option("--org", help="The organization that owns and installs it.")],
+    private_key_out: Annotated[
+        Path,
+        typer.Option(
+            "--private-key-out", help="Where to write the private key (PEM); must not exist."
+        ),
+    ],
+    permission: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--permission",
+            help="NAME=LEVEL, e.g. organization_personal_access_token_requests=write.",
+        ),
+    ] = None,
+    webhook_url: Annotated[str | None, typer.Option(help="Where webhooks are POSTed.")] = None,
+    webhook_secret: Annotated[
+        str | None, typer.Option(help="Signs webhooks (X-Hub-Signature-256).")
+    ] = None,
+    event: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event", help="An event to subscribe to, e.g. personal_access_token_request."
+        ),
+    ] = None,
+    as_login: AsLogin = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Register a GitHub App owned by ORG and install it there.
+
+    The private key is handed over once, in --private-key-out; patgate keeps only the public key.
+    """
+    from patgate.apps import services as apps
+
+    if private_key_out.exists():
+        fail(f"{private_key_out} already exists; choose a new file for the private key")
+    with unit_of_work() as ctx:
+        registered = apps.register_and_install(
+            ctx,
+            name=name,
+            org=orgs.get_org(ctx, org),
+            permissions=parse_permissions(permission),
+            events=event or (),
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            actor=actor_for(ctx, as_login),
+        )
+        # Written before the commit: if the key cannot be written, nothing is registered.
+        try:
+            with open(private_key_out, "x", opener=_private_opener) as handle:
+                handle.write(registered.private_key_pem)
+        except OSError as exc:
+            fail(f"cannot write {private_key_out}: {exc.strerror}")
+        data = {
+            "id": registered.app.id,
+            "client_id": registered.app.client_id,
+            "slug": registered.app.slug,
+            "installation_id": registered.installation.id,
+            "private_key_path": str(private_key_out.resolve()),
+        }
+    emit(data, as_json, f"Registered app {data['slug']} (id {data['id']}) on {org}")
+
+
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 def main() -> None:

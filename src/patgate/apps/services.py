@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -227,6 +228,43 @@ def install(ctx: Context, app: App, org: Organization, *, actor: Actor) -> Insta
         app=app.slug, installation_id=installation.id,
     )  # fmt: skip
     return installation
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredApp:
+    """An app registered and installed in one step; the private key is shown once."""
+
+    app: App
+    installation: Installation
+    private_key_pem: str
+
+
+def register_and_install(
+    ctx: Context,
+    *,
+    name: str,
+    org: Organization,
+    permissions: dict[str, str],
+    events: Sequence[str] = (),
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    actor: Actor,
+) -> RegisteredApp:
+    """``patgate app create``: :func:`create_app` owned by ``org``, then :func:`install` on it.
+
+    Raises what those raise; nothing is left behind when the caller rolls back.
+    """
+    app, private_key = create_app(
+        ctx,
+        name=name,
+        owner_org=org,
+        permissions=permissions,
+        events=events,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        actor=actor,
+    )
+    return RegisteredApp(app, install(ctx, app, org, actor=actor), private_key)
 
 
 # ---- reading ----------------------------------------------------------------------------

@@ -127,4 +127,6 @@ def parse_body(model: type[BodyModel], data: dict[str, Any], *, resource: str) -
         field = loc[0] if loc else "body"
         code = "missing_field" if error["type"] == "missing" else "invalid"
         where = ".".join(loc) or "body"
-        raise InvalidInput(f"{where}: {error['msg']}", field=field, resource=resource, code=code)
+        raise InvalidInput(
+            f"{where}: {error['msg']}", field=field, resource=resource, code=code
+        ) from None
