@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +23,11 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+LISTEN_CHECK_SECONDS = 0.2
+MAX_LISTEN_PAUSE_SECONDS = 30.0
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -93,3 +99,42 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
     with factory() as session, session.begin():
         yield session
+
+
+class PgListener(threading.Thread):
+    """``LISTEN channel`` on a connection of its own; calls ``on_notify`` for each
+    notification, and once after every (re)connection, since notifications sent while the
+    connection was down are lost."""
+
+    def __init__(self, engine: Engine, channel: str, on_notify: Callable[[], None]) -> None:
+        super().__init__(name=f"listen-{channel}", daemon=True)
+        url = engine.url.set(drivername="postgresql")
+        self.conninfo = url.render_as_string(hide_password=False)
+        self.channel = channel
+        self.on_notify = on_notify
+        self.ready = threading.Event()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        pause = 1.0
+        while not self.stopping.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {self.channel}")
+                    self.ready.set()
+                    self.on_notify()
+                    pause = 1.0
+                    while not self.stopping.is_set():
+                        for _ in conn.notifies(timeout=LISTEN_CHECK_SECONDS):
+                            self.on_notify()
+            except (psycopg.Error, OSError) as exc:
+                self.ready.clear()
+                log.warning("%s listener: %s; reconnecting in %.0f s", self.channel, exc, pause)
+                self.stopping.wait(pause)
+                pause = min(pause * 2, MAX_LISTEN_PAUSE_SECONDS)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=5)

@@ -30,10 +30,13 @@ class Runtime:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(self.settings.database_url)
         self.sessions = make_session_factory(self.engine)
-        # Every process that writes outbox rows wakes the workers when it commits them.
+        # Every process that writes wakes the workers when it commits outbox rows, and tells
+        # every cache of authorization facts when it commits a change to them.
+        from patgate.authz.cache import install_generation_bump
         from patgate.worker import install_outbox_notify
 
         install_outbox_notify(self.sessions)
+        install_generation_bump(self.sessions)
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Context]:

@@ -24,6 +24,7 @@ import httpx
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from patgate.db import PgListener
 from patgate.notifications import jobs, mail
 from patgate.notifications.models import OutboxMessage
 from patgate.runtime import Runtime
@@ -95,44 +96,6 @@ def _after_commit(session: Session) -> None:
 def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
     if previous.parent is None:
         session.info.pop(_OUTBOX_ADDED, None)
-
-
-class _Listener(threading.Thread):
-    """``LISTEN patgate_outbox`` on its own connection; each notification wakes the worker.
-
-    After every (re)connection the worker is woken too: notifications sent while the
-    connection was down are lost.
-    """
-
-    def __init__(self, conninfo: str, on_notify: Callable[[], None]) -> None:
-        super().__init__(name="patgate-outbox-listener", daemon=True)
-        self.conninfo = conninfo
-        self.on_notify = on_notify
-        self.ready = threading.Event()
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        import psycopg
-
-        pause = 1.0
-        while not self.stopping.is_set():
-            try:
-                with psycopg.connect(self.conninfo, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    self.ready.set()
-                    self.on_notify()
-                    pause = 1.0
-                    while not self.stopping.is_set():
-                        for _ in conn.notifies(timeout=STOP_CHECK_SECONDS):
-                            self.on_notify()
-            except (psycopg.Error, OSError) as exc:
-                log.warning("outbox listener: %s; reconnecting in %.0f s", exc, pause)
-                self.stopping.wait(pause)
-                pause = min(pause * 2, MAX_ERROR_PAUSE_SECONDS)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=5)
 
 
 # ---- the worker -------------------------------------------------------------------------
@@ -249,11 +212,10 @@ class Worker:
         finally:
             self.idle.clear()
 
-    def _start_listener(self) -> _Listener | None:
+    def _start_listener(self) -> PgListener | None:
         if self.runtime.settings.is_sqlite:
             return None
-        url = self.runtime.engine.url.set(drivername="postgresql")
-        listener = _Listener(url.render_as_string(hide_password=False), self.wake)
+        listener = PgListener(self.runtime.engine, CHANNEL, self.wake)
         listener.start()
         if not listener.ready.wait(LISTEN_READY_SECONDS):
             log.warning("outbox listener not connected yet; polling until it is")

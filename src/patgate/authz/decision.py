@@ -152,6 +152,7 @@ class InstallationPrincipal:
     org_id: int
     permissions: Mapping[str, str]
     repository_ids: frozenset[int] | None = None  # None: every repository of the org
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

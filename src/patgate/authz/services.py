@@ -142,4 +142,5 @@ def _installation(ctx: Context, digest: str) -> InstallationPrincipal | None:
         org_id=installation.org_id,
         permissions=dict(token.permissions),
         repository_ids=frozenset(ids) if ids is not None else None,
+        expires_at=token.expires_at,
     )

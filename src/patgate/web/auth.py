@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from starlette.requests import Request
 
+from patgate.authz.cache import MISS, AuthzCache
 from patgate.authz.decision import (
     ClassicPrincipal,
     Decision,
@@ -13,9 +17,11 @@ from patgate.authz.decision import (
 )
 from patgate.authz.services import authenticate_token
 from patgate.context import Context
+from patgate.tokens import format as token_format
 from patgate.web.errors import Denied
 
 SCHEMES = {"bearer", "token"}
+TOKENS = "token"
 
 
 def credentials(request: Request) -> str | None:
@@ -34,7 +40,11 @@ def credentials(request: Request) -> str | None:
 
 
 def authenticate(request: Request, ctx: Context) -> Principal:
-    """The caller's principal; raises :class:`Denied` (401) for credentials that fail."""
+    """The caller's principal; raises :class:`Denied` (401) for credentials that fail.
+
+    Token principals come from the app's authorization cache when it holds them, else from
+    the database (and are then cached under the generation read before loading).
+    """
     raw = credentials(request)
     if raw is None:
         return None
@@ -43,11 +53,30 @@ def authenticate(request: Request, ctx: Context) -> Principal:
 
         principal: Principal = authenticate_jwt(ctx, raw)
     else:
-        principal = authenticate_token(ctx, raw)
+        cache: AuthzCache = request.app.state.authz_cache
+        generation = cache.sync()
+        principal = cached_token_principal(cache, raw)
+        if principal is MISS:
+            principal = authenticate_token(ctx, raw)
+            cache.put(TOKENS, token_format.hash_token(raw), principal, generation)
     if principal is None:
         raise Denied(Decision(False, Reason.BAD_CREDENTIALS))
+    note_use(request, principal, ctx.now)
+    return principal
+
+
+def cached_token_principal(cache: AuthzCache, raw: str) -> Any:
+    """The cached principal of a token string (``None`` for bad credentials) or ``MISS``.
+
+    A malformed token is bad credentials at once: its checksum fails before any lookup.
+    """
+    if token_format.parse(raw) is None:
+        return None
+    return cache.get(TOKENS, token_format.hash_token(raw))
+
+
+def note_use(request: Request, principal: Principal, now: datetime) -> None:
     buffer = getattr(request.app.state, "last_used", None)
     if buffer is not None and isinstance(principal, FineGrainedPrincipal | ClassicPrincipal):
         kind = "fine_grained" if isinstance(principal, FineGrainedPrincipal) else "classic"
-        buffer.touch(kind, principal.token_id, ctx.now)
-    return principal
+        buffer.touch(kind, principal.token_id, now)

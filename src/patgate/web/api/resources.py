@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -12,13 +13,15 @@ from starlette.routing import Route
 from patgate import representations as rep
 from patgate.accounts.models import Account, User
 from patgate.approvals.payloads import user_json
-from patgate.authz.decision import Actions, Decision, OrgFacts, Reason, RepoFacts
+from patgate.authz.cache import MISS, AuthzCache
+from patgate.authz.decision import Actions, Decision, OrgFacts, Reason, RepoFacts, decide
 from patgate.errors import NotFound
 from patgate.orgs import services as orgs
 from patgate.orgs.models import Organization
 from patgate.repos import services as repos
 from patgate.repos.models import Issue, Repository
 from patgate.web.api.paging import link_header, page_of
+from patgate.web.auth import cached_token_principal, credentials, note_use
 from patgate.web.deps import Call, api_call, json_body
 from patgate.web.errors import Denied
 
@@ -54,7 +57,7 @@ def get_authenticated_user(request: Request) -> Response:
                 site_admin=user.site_admin,
                 created_at=user.created_at,
                 updated_at=user.updated_at,
-            )  # fmt: skip
+            )
         )
 
 
@@ -78,7 +81,7 @@ def get_org(request: Request) -> Response:
                 description=org.description,
                 created_at=org.created_at,
                 updated_at=org.updated_at,
-            )  # fmt: skip
+            )
         )
 
 
@@ -127,11 +130,59 @@ def _repo(call: Call, request: Request) -> tuple[Repository, Account, RepoFacts]
     return repo, owner, repos.repo_facts(call.ctx, repo)
 
 
-def get_repo(request: Request) -> Response:
+REPOS = "repo"
+
+
+async def get_repo(request: Request) -> Response:
+    """The hot path (SPEC §5, performance): answered from cached facts without the database
+    or a thread hop when the cache holds both the token and the repository."""
+    answer = _cached_repo_answer(request)
+    if answer is not None:
+        return answer
+    return await run_in_threadpool(_get_repo, request)
+
+
+def _cached_repo_answer(request: Request) -> Response | None:
+    cache: AuthzCache = request.app.state.authz_cache
+    raw = credentials(request)
+    if cache.sync() is None or (raw is not None and raw.startswith("eyJ")):
+        return None
+    principal = None if raw is None else cached_token_principal(cache, raw)
+    if principal is MISS:
+        return None
+    if raw is not None and principal is None:
+        raise Denied(Decision(False, Reason.BAD_CREDENTIALS))
+    entry = cache.get(REPOS, _repo_key(request))
+    if entry is MISS:
+        return None
+    if entry is None:
+        raise NotFound("repository")
+    facts, body = entry
+    now = datetime.now(UTC)
+    decision = decide(principal, Actions.READ_REPO, facts, now=now)
+    if not decision.allowed:
+        raise Denied(decision)
+    note_use(request, principal, now)
+    return JSONResponse(body)
+
+
+def _repo_key(request: Request) -> tuple[str, str]:
+    return request.path_params["owner"].lower(), request.path_params["repo"].lower()
+
+
+def _get_repo(request: Request) -> Response:
+    cache: AuthzCache = request.app.state.authz_cache
+    generation = cache.sync()
     with api_call(request) as call:
-        repo, owner, facts = _repo(call, request)
+        try:
+            repo, owner, facts = _repo(call, request)
+        except NotFound:
+            cache.put(REPOS, _repo_key(request), None, generation)
+            raise
+        body = _repo_json(call, repo, owner, full=True)
+        cache.put(REPOS, _repo_key(request), (facts, body), generation)
         call.require(Actions.READ_REPO, facts)
-        return JSONResponse(_repo_json(call, repo, owner, full=True))
+        return JSONResponse(body)
 
 
 def _issue_json(call: Call, issue: Issue, repo: Repository, owner: Account) -> dict[str, Any]:
