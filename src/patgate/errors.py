@@ -51,6 +51,9 @@ class PolicyRefused(PatgateError):
 
 
 class InvalidTransition(PatgateError):
-    def __init__(self, message: str, *, ids: list[int] | None = None) -> None:
+    def __init__(
+        self, message: str, *, ids: list[int] | None = None, resource: str = "PatRequest"
+    ) -> None:
         super().__init__(message)
         self.ids = ids or []
+        self.resource = resource

@@ -187,6 +187,7 @@ def revoke(
         raise InvalidTransition(
             f"personal access token grants {', '.join(map(str, bad))} are unknown or already revoked",
             ids=bad,
+            resource="PatGrant",
         )
     for grant_id in ids:
         _revoke(ctx, org, grants[grant_id], actor=actor, email=True)

@@ -194,6 +194,7 @@ class Action:
     role: str | None = None  # the user's own role needed: "read", "member", "owner"
     writes: bool = False
     app_only: bool = False  # the eight governance endpoints: installation tokens only
+    session_only: bool = False  # web UI actions of a signed-in person; never a token
 
 
 class Actions:
@@ -235,8 +236,10 @@ class Actions:
         app_only=True,
     )
     # Web UI and CLI actions of people (sessions), not tokens.
-    ADMINISTER_ORG = Action("administer_org", role="owner", writes=True)
-    ADMINISTER_ENTERPRISE = Action("administer_enterprise", role="enterprise_owner", writes=True)
+    ADMINISTER_ORG = Action("administer_org", role="owner", writes=True, session_only=True)
+    ADMINISTER_ENTERPRISE = Action(
+        "administer_enterprise", role="enterprise_owner", writes=True, session_only=True
+    )
 
 
 # ---- the decision -----------------------------------------------------------------------
@@ -252,6 +255,8 @@ def decide(principal: Principal, action: Action, resource: Resource, *, now: dat
         return Decision(False, Reason.BAD_CREDENTIALS)
     if action.app_only:
         return _app_only(principal, action, resource)
+    if action.session_only and not isinstance(principal, SessionPrincipal):
+        return Decision(False, Reason.PERMISSION_MISSING)
     if isinstance(principal, FineGrainedPrincipal):
         return _fine_grained(principal, action, resource)
     if isinstance(principal, ClassicPrincipal):
@@ -437,7 +442,8 @@ def _user_access(user: UserFacts, action: Action, resource: Resource) -> Decisio
         if action.role == "member" and role is None:
             return Decision(False, Reason.NOT_AN_OWNER, Detail.NOT_A_MEMBER)
         return ALLOW
-    return ALLOW
+    # A role is wanted but the resource has no organization to hold it.
+    return Decision(False, Reason.NOT_AN_OWNER)
 
 
 def _public_read(action: Action, resource: Resource) -> bool:

@@ -111,17 +111,10 @@ def domain_error_response(exc: PatgateError) -> JSONResponse:
     if isinstance(exc, NotFound):
         return github_error(404, "Not Found")
     if isinstance(exc, InvalidTransition):
+        field = "pat_ids" if exc.resource == "PatGrant" else "pat_request_ids"
         return validation_failed(
-            [
-                {
-                    "resource": "PatRequest",
-                    "field": "ids",
-                    "code": "invalid",
-                    "message": exc.message,
-                    "ids": exc.ids,
-                }
-            ],  # fmt: skip
-            message=exc.message,
+            [{"resource": exc.resource, "field": field, "code": "invalid",
+              "message": exc.message, "ids": exc.ids}]  # fmt: skip
         )
     if isinstance(exc, InvalidInput):
         code = "already_exists" if isinstance(exc, AlreadyExists) else exc.code

@@ -340,7 +340,8 @@ def test_a_bulk_review_with_one_bad_id_changes_nothing(
     response = api.post(REQUESTS, body)
     assert response.status_code == 422
     answer = response.json()
-    assert str(wrong) in answer["message"]
+    assert answer["message"] == "Validation Failed"
+    assert str(wrong) in answer["errors"][0]["message"]
     assert answer["errors"][0]["ids"] == [wrong]
     assert states(server) == before
 
