@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 
+from patgate.authz.cache import AuthzCache, generation_source
 from patgate.errors import PatgateError
 from patgate.runtime import Runtime
 from patgate.tokens.jobs import LastUsedBuffer
@@ -18,12 +20,16 @@ from patgate.web.api import apps as apps_api
 from patgate.web.api import audit as audit_api
 from patgate.web.api import governance, openapi, resources
 from patgate.web.errors import (
+    DATABASE_UNAVAILABLE,
     Denied,
     HTTPProblem,
+    handle_database_unavailable,
     handle_denied,
     handle_domain_error,
+    handle_http_exception,
     handle_problem,
 )
+from patgate.web.ui import create_ui
 from patgate.web.versions import ApiVersionMiddleware
 
 log = logging.getLogger(__name__)
@@ -44,10 +50,12 @@ def api_routes() -> list[Any]:
 def create_app(runtime: Runtime, *, worker: bool = True) -> Starlette:
     """Build the application. With ``worker`` the outbox worker runs in-process."""
     last_used = LastUsedBuffer()
+    authz_cache = AuthzCache(generation_source(runtime.engine))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stop = threading.Event()
+        authz_cache.source.start()
         flusher = threading.Thread(
             target=_flush_last_used, args=(last_used, runtime, stop), daemon=True
         )
@@ -68,18 +76,23 @@ def create_app(runtime: Runtime, *, worker: bool = True) -> Starlette:
                 background[2].join(timeout=10)
             flusher.join(timeout=10)
             last_used.flush(runtime.engine)
+            authz_cache.source.stop()
 
     app = Starlette(
-        routes=[Mount("/api/v3", routes=api_routes())],
+        # The UI is an app of its own (session, CSRF, security headers), after the API.
+        routes=[Mount("/api/v3", routes=api_routes()), Mount("/", app=create_ui(runtime))],
         exception_handlers={
             PatgateError: handle_domain_error,
             Denied: handle_denied,
             HTTPProblem: handle_problem,
+            HTTPException: handle_http_exception,
+            **dict.fromkeys(DATABASE_UNAVAILABLE, handle_database_unavailable),
         },
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.state.last_used = last_used
+    app.state.authz_cache = authz_cache
     app.add_middleware(ApiVersionMiddleware)
     return app
 
