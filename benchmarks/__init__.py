@@ -1,0 +1,1 @@
+"""patgate's performance benchmarks (not part of the installed package): see README.md."""
