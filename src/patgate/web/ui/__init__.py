@@ -35,7 +35,15 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from patgate.runtime import Runtime
-from patgate.web.ui import account, org_settings
+from patgate.web.ui import (
+    account,
+    classic_tokens,
+    developer_settings,
+    enterprise,
+    org_apps,
+    org_settings,
+    stafftools,
+)
 from patgate.web.ui.pages import (
     STATIC_DIR,
     SecurityHeadersMiddleware,
@@ -50,6 +58,11 @@ def ui_routes() -> list[BaseRoute]:
         *account.routes.routes,
         *account.avatar_routes,
         *org_settings.routes.routes,
+        *developer_settings.routes.routes,
+        *classic_tokens.routes.routes,
+        *enterprise.routes.routes,
+        *org_apps.routes.routes,
+        *stafftools.routes.routes,
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
 

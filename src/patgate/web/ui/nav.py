@@ -30,6 +30,14 @@ USER_SETTINGS_NAV: tuple[NavSection, ...] = (
         (
             NavItem("profile", "Public profile", "/settings/profile"),
             NavItem("organizations", "Organizations", "/settings/organizations"),
+            NavItem("enterprises", "Enterprises", "/settings/enterprises"),
+        ),
+    ),
+    NavSection(
+        "Developer settings",
+        (
+            NavItem("fine-grained", "Fine-grained tokens", "/settings/personal-access-tokens"),
+            NavItem("classic", "Tokens (classic)", "/settings/tokens"),
         ),
     ),
 )
@@ -55,6 +63,27 @@ ORG_SETTINGS_NAV: tuple[NavSection, ...] = (
         ),
     ),
     NavSection(
+        "Integrations",
+        (NavItem("installations", "GitHub Apps", "/organizations/{org}/settings/installations"),),
+    ),
+    NavSection(
         "Archive", (NavItem("audit-log", "Audit log", "/organizations/{org}/settings/audit-log"),)
+    ),
+    NavSection(
+        "Developer settings",
+        (NavItem("apps", "GitHub Apps", "/organizations/{org}/settings/apps"),),
+    ),
+)
+
+ENTERPRISE_SETTINGS_NAV: tuple[NavSection, ...] = (
+    NavSection(
+        "Policies",
+        (
+            NavItem(
+                "pat-policies",
+                "Personal access tokens",
+                "/enterprises/{enterprise}/settings/personal-access-tokens",
+            ),
+        ),
     ),
 )

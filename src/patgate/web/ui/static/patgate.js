@@ -9,6 +9,13 @@
 // - select[data-autosubmit]: submits its form when changed; [data-hide-with-js] is hidden.
 // - form[data-strip-empty]: empty fields are left out of the query string.
 // - [data-copy-target="id"]: copies the text (or value) of element "id" to the clipboard.
+// - [data-show-if="name=value|other"]: shown only while the field "name" of its form has one
+//   of the values (without JavaScript it is always shown).
+// - [data-remove-with-js] is removed (e.g. a no-JavaScript "Choose" button);
+//   [data-show-with-js] is shown (e.g. a Copy button).
+// - select[data-swap-url][data-swap-param]: when it changes, the page at
+//   data-swap-url?param=value is fetched and every [data-swap][id] of the form is replaced by
+//   the element of the same id there (the no-JavaScript fallback submits the form instead).
 "use strict";
 
 (function () {
@@ -148,18 +155,104 @@
     var source = document.getElementById(button.getAttribute("data-copy-target"));
     if (!source || !navigator.clipboard) return;
     var text = "value" in source ? source.value : source.textContent;
-    navigator.clipboard.writeText(text.trim()).then(function () {
-      var label = button.getAttribute("data-copied-label") || "Copied!";
-      var before = button.textContent;
+    var before = button.textContent;
+    function say(label) {
       button.textContent = label;
       setTimeout(function () { button.textContent = before; }, 2000);
+    }
+    navigator.clipboard.writeText(text.trim()).then(function () {
+      say(button.getAttribute("data-copied-label") || "Copied!");
+    }, function () {
+      // No clipboard access (permissions, an unfocused page): select it for Ctrl+C instead.
+      if (typeof source.select === "function") source.select();
+      say("Press Ctrl+C to copy");
     });
+  });
+
+  // ---- fields shown for some values of another field ----
+
+  function fieldValue(scope, name) {
+    var fields = scope.querySelectorAll("[name]");
+    for (var i = 0; i < fields.length; i++) {
+      var field = fields[i];
+      if (field.name !== name) continue;
+      if (field.type === "radio" || field.type === "checkbox") {
+        if (field.checked) return field.value;
+      } else {
+        return field.value;
+      }
+    }
+    return "";
+  }
+
+  function applyShowIf() {
+    document.querySelectorAll("[data-show-if]").forEach(function (element) {
+      var rule = element.getAttribute("data-show-if");
+      var at = rule.indexOf("=");
+      var scope = element.closest("form") || document;
+      var values = rule.slice(at + 1).split("|");
+      element.hidden = values.indexOf(fieldValue(scope, rule.slice(0, at))) === -1;
+    });
+  }
+
+  document.addEventListener("change", applyShowIf);
+
+  // ---- parts of a form that depend on a choice, fetched again when it changes ----
+
+  var swapRound = 0;
+
+  function fallBackToSubmit(select) {
+    var form = select.form;
+    var button = document.createElement("input");
+    button.type = "hidden";
+    button.name = "choose_" + select.getAttribute("data-swap-param");
+    button.value = "1";
+    form.appendChild(button);
+    form.submit();
+  }
+
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (!select.matches || !select.matches("select[data-swap-url]") || !select.form) return;
+    var form = select.form;
+    var params = new URLSearchParams();
+    params.set(select.getAttribute("data-swap-param"), select.value);
+    var round = ++swapRound;
+    form.setAttribute("aria-busy", "true");
+    fetch(select.getAttribute("data-swap-url") + "?" + params.toString(), {
+      credentials: "same-origin",
+      headers: { Accept: "text/html" },
+    })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        if (round !== swapRound) return; // a later choice is on its way
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        form.querySelectorAll("[data-swap][id]").forEach(function (element) {
+          var replacement = fresh.getElementById(element.id);
+          if (replacement) element.replaceWith(document.importNode(replacement, true));
+        });
+        form.removeAttribute("aria-busy");
+        applyShowIf();
+      })
+      .catch(function () {
+        if (round === swapRound) fallBackToSubmit(select);
+      });
   });
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-hide-with-js]").forEach(function (element) {
       element.hidden = true;
     });
+    document.querySelectorAll("[data-remove-with-js]").forEach(function (element) {
+      element.remove();
+    });
+    document.querySelectorAll("[data-show-with-js]").forEach(function (element) {
+      element.hidden = false;
+    });
+    applyShowIf();
     document.querySelectorAll("form").forEach(updateSelection);
   });
 })();
