@@ -9,6 +9,7 @@ rolled back, so nothing changes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -514,9 +515,29 @@ def serve(
         # Imported here: the web application is only needed by this command.
         from patgate.web.app import create_app
 
-        uvicorn.run(
-            create_app(runtime, worker=not no_worker), host=host, port=port, log_level="info"
-        )
+        with patgate_logs_to_stderr():
+            uvicorn.run(
+                create_app(runtime, worker=not no_worker), host=host, port=port, log_level="info"
+            )
+
+
+@contextmanager
+def patgate_logs_to_stderr() -> Iterator[None]:
+    """patgate's own records at INFO on stderr while serving — denials with their reason
+    (SPEC §5), listener and worker trouble — which uvicorn, configuring only its own
+    loggers, would drop. Undone afterwards (``serve`` may run inside another program)."""
+    logger = logging.getLogger("patgate")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)-9s %(name)s: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET or level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @app.command()

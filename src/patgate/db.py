@@ -26,6 +26,9 @@ NAMING_CONVENTION = {
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# The largest id a row can have: primary keys are INTEGER, 32-bit on PostgreSQL. A larger id
+# from outside names nothing, and must not reach a query (PostgreSQL refuses to compare it).
+MAX_ID = 2**31 - 1
 LISTEN_CHECK_SECONDS = 0.2
 MAX_LISTEN_PAUSE_SECONDS = 30.0
 
@@ -123,8 +126,9 @@ class PgListener(threading.Thread):
             try:
                 with psycopg.connect(self.conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {self.channel}")
-                    self.ready.set()
+                    # Forget first, then say ready: no reader may cache between the two.
                     self.on_notify()
+                    self.ready.set()
                     pause = 1.0
                     while not self.stopping.is_set():
                         for _ in conn.notifies(timeout=LISTEN_CHECK_SECONDS):

@@ -3,6 +3,7 @@ access tokens, and webhooks about personal access token requests to installed ap
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from patgate.apps.models import App, Installation, InstallationToken
 from patgate.audit import services as audit
 from patgate.authz.decision import Actions, AppPrincipal, SessionPrincipal, decide
 from patgate.context import Actor, Context
+from patgate.db import MAX_ID
 from patgate.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
 from patgate.notifications import services as outbox
 from patgate.orgs.models import Organization
@@ -321,21 +323,28 @@ def _public_key(pem: str) -> Any:
 
 
 def _number(value: Any) -> float | None:
+    # JSON gives NaN (which compares false with everything, so it would pass every time
+    # check), Infinity, and integers too large for a float.
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _app_for_issuer(ctx: Context, issuer: Any) -> App | None:
     if isinstance(issuer, bool):
         return None
     if isinstance(issuer, int):
-        return ctx.session.get(App, issuer) if 0 < issuer < 2**63 else None
-    if not isinstance(issuer, str) or not issuer or len(issuer) > 100:
+        return ctx.session.get(App, issuer) if 0 < issuer <= MAX_ID else None
+    # NUL: PostgreSQL refuses it in any text it is asked to compare.
+    if not isinstance(issuer, str) or not issuer or len(issuer) > 100 or "\x00" in issuer:
         return None
     if issuer.isascii() and issuer.isdigit():
         number = int(issuer)
-        return ctx.session.get(App, number) if 0 < number < 2**63 else None
+        return ctx.session.get(App, number) if 0 < number <= MAX_ID else None
     return ctx.session.scalar(select(App).where(App.client_id == issuer))
 
 
@@ -462,7 +471,8 @@ def _narrowed_repositories(
             )
         chosen[repo.id] = repo
     for repo_id in ids:
-        repo = ctx.session.get(Repository, repo_id) if isinstance(repo_id, int) else None
+        in_range = isinstance(repo_id, int) and 0 < repo_id <= MAX_ID
+        repo = ctx.session.get(Repository, repo_id) if in_range else None
         if repo is None or repo.owner_id != installation.org_id:
             raise InvalidInput(
                 f"There is at least one repository that does not exist or is not accessible "

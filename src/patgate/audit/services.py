@@ -92,20 +92,22 @@ def _date_range(value: str) -> tuple[datetime | None, datetime | None]:
         except ValueError:
             raise InvalidInput(f"created date {text!r} is not YYYY-MM-DD", field="phrase") from None
 
-    if ".." in value:
-        first, _, last = value.partition("..")
-        return day(first), day(last) + timedelta(days=1)
-    for prefix in (">=", "<=", ">", "<"):
-        if value.startswith(prefix):
-            when = day(value[len(prefix) :])
-            return {
-                ">=": (when, None),
-                ">": (when + timedelta(days=1), None),
-                "<=": (None, when + timedelta(days=1)),
-                "<": (None, when),
-            }[prefix]
-    when = day(value)
-    return when, when + timedelta(days=1)
+    try:
+        if ".." in value:
+            first, _, last = value.partition("..")
+            return day(first), day(last) + timedelta(days=1)
+        if value.startswith(">="):
+            return day(value[2:]), None
+        if value.startswith("<="):
+            return None, day(value[2:]) + timedelta(days=1)
+        if value.startswith(">"):
+            return day(value[1:]) + timedelta(days=1), None
+        if value.startswith("<"):
+            return None, day(value[1:])
+        when = day(value)
+        return when, when + timedelta(days=1)
+    except OverflowError:  # the day after 9999-12-31
+        raise InvalidInput(f"created date {value!r} is out of range", field="phrase") from None
 
 
 def _filtered(org_id: int, query: AuditQuery) -> Select[Any]:

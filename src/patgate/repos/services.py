@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from patgate.accounts.models import Account, User
 from patgate.authz.decision import RepoFacts
 from patgate.context import Context
+from patgate.db import MAX_ID
 from patgate.errors import AlreadyExists, InvalidInput, NotFound
 from patgate.orgs.models import Organization
 from patgate.orgs.services import org_facts
@@ -188,6 +189,8 @@ def list_issues(
 
 
 def get_issue(ctx: Context, repo: Repository, number: int) -> Issue:
+    if not 0 < number <= MAX_ID:
+        raise NotFound("issue", number)
     issue = ctx.session.scalar(
         select(Issue).where(Issue.repository_id == repo.id, Issue.number == number)
     )

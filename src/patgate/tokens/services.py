@@ -261,6 +261,13 @@ def update_fine_grained(
     """Edit a token. Narrowing takes effect at once; asking for more opens a new request
     while the approved grant keeps working. Returns the new request, if one was opened."""
     reason = _check_reason(reason)
+    # Two edits of one token must not interleave: on PostgreSQL (READ COMMITTED) both would
+    # delete the old repository rows and insert the new ones (a duplicate key), and both would
+    # cancel the same pending request. The row lock makes the second wait and read the first.
+    # NO KEY UPDATE (key_share), as a plain UPDATE takes: it does not block the foreign-key
+    # checks of an approval inserting this token's grant, which would deadlock with the lock
+    # that approval holds on the pending request this edit cancels.
+    ctx.session.refresh(token, with_for_update={"key_share": True})
     owner = ctx.session.get(Account, token.resource_owner_id)
     assert owner is not None
     org = ctx.session.get(Organization, owner.id)

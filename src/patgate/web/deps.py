@@ -23,7 +23,7 @@ from patgate.authz.decision import (
     decide,
 )
 from patgate.context import Actor, Context
-from patgate.errors import InvalidInput
+from patgate.errors import InvalidInput, NotFound
 from patgate.runtime import Runtime
 from patgate.web.auth import authenticate
 from patgate.web.errors import Denied, HTTPProblem
@@ -78,17 +78,26 @@ def api_call(request: Request, *, anonymous: bool = True) -> Iterator[Call]:
         principal = authenticate(request, ctx)
         if principal is None and not anonymous:
             raise Denied(Decision(False, Reason.BAD_CREDENTIALS))
+        refuse_nul(request)
         yield Call(ctx, principal, runtime)
 
 
-async def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
-    """The request's JSON object; a 400 for what is not JSON, too big or too deep."""
-    return parse_json_body(await request.body(), required=required)
+def refuse_nul(request: Request) -> None:
+    """PostgreSQL refuses a NUL character in any text a query is given (SQLite takes it), so
+    it stops here on both: a path that holds one names nothing (404), a query is invalid (422)."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise NotFound(name, value)
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise InvalidInput(f"{name!r} must not contain NUL characters", field=name)
 
 
 def parse_json_body(raw: bytes, *, required: bool = True) -> dict[str, Any]:
-    """:func:`json_body` on bytes already read: a sync route parses after authenticating,
-    so that a bad body from a caller who may not call the route is still a 401/403/404."""
+    """The request body's JSON object; a 400 for what is not JSON, 413 when too big.
+
+    Routes read the bytes in the event loop and parse them after authenticating, so that a
+    bad body from a caller who may not call the route is still a 401/403/404."""
     if len(raw) > MAX_BODY_BYTES:
         raise HTTPProblem(413, "Payload too large")
     if not raw.strip():
@@ -103,7 +112,20 @@ def parse_json_body(raw: bytes, *, required: bool = True) -> dict[str, Any]:
         raise HTTPProblem(400, "Problems parsing JSON")
     if _depth(data) > MAX_JSON_DEPTH:
         raise HTTPProblem(400, "Problems parsing JSON: nested too deeply")
+    for key, value in data.items():
+        if _holds_nul(key) or _holds_nul(value):  # see refuse_nul()
+            raise InvalidInput(f"{key} must not contain NUL characters", field=key)
     return data
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _depth(value: Any, level: int = 0) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy.exc
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -20,6 +22,7 @@ from patgate.errors import (
 )
 
 log = logging.getLogger("patgate.authz")
+web_log = logging.getLogger("patgate.web")
 
 DOCS = "https://docs.github.com/rest"
 PAT_FORBIDDEN = "Resource not accessible by personal access token"
@@ -146,3 +149,32 @@ async def handle_denied(request: Request, exc: Exception) -> Response:
 async def handle_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPProblem)
     return github_error(exc.status, exc.message)
+
+
+# The database is down or restarting, a connection died under a request, the pool is
+# exhausted, or SQLite stayed locked past its busy timeout: the request can succeed if
+# retried, so it gets GitHub's 503 (JSON, ``Retry-After``) rather than an HTML 500.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+)
+RETRY_AFTER_SECONDS = 1
+
+
+async def handle_database_unavailable(request: Request, exc: Exception) -> Response:
+    cause = getattr(exc, "orig", None) or exc
+    first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    web_log.warning(
+        "database unavailable (%s %s): %s", request.method, request.url.path, first_line
+    )
+    return github_error(
+        503, "Service Unavailable", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers under ``/api/v3`` (no such route: 404, no such method: 405)
+    in GitHub's body; the UI, an app of its own, renders its errors itself."""
+    assert isinstance(exc, HTTPException)
+    return github_error(exc.status_code, exc.detail, headers=exc.headers)

@@ -25,6 +25,7 @@ from patgate.apps import services as apps
 from patgate.apps.models import App, Installation
 from patgate.authz.decision import AppPrincipal
 from patgate.context import Context
+from patgate.db import MAX_ID
 from patgate.errors import NotFound
 from patgate.orgs import services as orgs
 from patgate.web.api.paging import link_header, page_of
@@ -150,7 +151,7 @@ def _create_access_token(request: Request, raw: bytes) -> Response:
     with api_call(request) as call:
         app = _app(call)
         raw_id = request.path_params["installation_id"]
-        if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:
+        if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18 or int(raw_id) > MAX_ID:
             raise NotFound("installation", raw_id)
         installation = apps.get_installation(call.ctx, app, int(raw_id))
         body = parse_body(

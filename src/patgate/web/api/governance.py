@@ -24,6 +24,7 @@ from patgate.accounts.models import User
 from patgate.approvals import services as approvals
 from patgate.approvals.payloads import grant_item, repository_json, request_item
 from patgate.authz.decision import Action, Actions
+from patgate.db import MAX_ID
 from patgate.errors import InvalidInput, NotFound
 from patgate.orgs import services as orgs
 from patgate.orgs.models import Organization
@@ -101,11 +102,12 @@ def parse_timestamp(text: str, field: str) -> datetime:
         value = f"{value[:-6]}+{value[-5:]}"
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        # An offset can carry year 1 or 9999 out of range (OverflowError).
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InvalidInput(
             f"{field} {text!r} is not an ISO 8601 timestamp (YYYY-MM-DDTHH:MM:SSZ)", field=field
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def list_filters(query: QueryParams) -> approvals.ListFilters:
@@ -118,8 +120,8 @@ def list_filters(query: QueryParams) -> approvals.ListFilters:
         raise InvalidInput(f"at most {MAX_TOKEN_IDS} token ids", field="token_id")
     token_ids = []
     for raw in raw_ids:
-        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-            raise InvalidInput(f"token_id {raw!r} is not an integer", field="token_id")
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) > MAX_ID:
+            raise InvalidInput(f"token_id {raw!r} is not a token id", field="token_id")
         token_ids.append(int(raw))
     permission = query.get("permission") or None
     if permission is not None:
@@ -146,7 +148,7 @@ def list_filters(query: QueryParams) -> approvals.ListFilters:
 def _id(request: Request, name: str) -> int:
     """An integer path parameter; anything else names nothing (404, as GitHub answers)."""
     raw = request.path_params[name]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) > MAX_ID:
         raise NotFound(name, raw)
     return int(raw)
 

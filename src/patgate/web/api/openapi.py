@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from patgate.web.api import apps as apps_api
-from patgate.web.api import governance
+from patgate.web.api import governance, resources
 
 VENDORED = Path(__file__).with_name("github-pat-subset.json")
 API_PREFIX = "/api/v3"
@@ -72,6 +72,11 @@ _OWN_RESPONSES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
         "200",
         {"type": "array", "items": {"$ref": _SCHEMA_REF + "simple-user"}},
     ),
+    ("GET", "/repos/{owner}/{repo}/issues"): (
+        "200",
+        {"type": "array", "items": {"type": "object"}},
+    ),
+    ("POST", "/repos/{owner}/{repo}/issues"): ("201", {"type": "object"}),
     ("GET", "/openapi.json"): ("200", {"type": "object"}),
 }
 _PAGED = {
@@ -87,7 +92,7 @@ _PAGED = {
 
 def bodies() -> dict[tuple[str, str], type[BaseModel]]:
     """The pydantic model of each request body, by (method, path template)."""
-    return {**governance.BODIES, **apps_api.BODIES}
+    return {**governance.BODIES, **apps_api.BODIES, **resources.BODIES}
 
 
 # ---- GitHub's subset, vendored ----------------------------------------------------------
