@@ -63,6 +63,8 @@ class Base(DeclarativeBase):
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine tuned for patgate: SQLite in WAL mode with a busy timeout and foreign keys."""
+    # Statement parameters carry token hashes and webhook secrets: keep them out of logs.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
