@@ -16,6 +16,7 @@ from patgate.approvals.states import GrantState, RequestState, can_move
 from patgate.audit import services as audit
 from patgate.authz.decision import Actions, SessionPrincipal, decide
 from patgate.context import Actor, Context
+from patgate.db import MAX_ID
 from patgate.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
 from patgate.notifications import services as outbox
 from patgate.orgs.models import Membership, Organization, Role
@@ -100,7 +101,7 @@ def on_token_updated(
 ) -> TokenRequest | None:
     """After an edit: a pending request for older settings is cancelled; a new request is
     opened if the token now asks for more than its active grant (or has none)."""
-    pending = _pending_of(ctx, token, org)
+    pending = _pending_of(ctx, token, org, lock=True)
     if pending is not None:
         _cancel(ctx, org, pending, actor=actor, why="superseded")
     grant = active_grant_of(ctx, token, org)
@@ -112,10 +113,10 @@ def on_token_updated(
 def on_token_deleted(
     ctx: Context, token: FineGrainedToken, org: Organization, *, actor: Actor
 ) -> None:
-    pending = _pending_of(ctx, token, org)
+    pending = _pending_of(ctx, token, org, lock=True)
     if pending is not None:
         _cancel(ctx, org, pending, actor=actor, why="token_deleted")
-    grant = active_grant_of(ctx, token, org)
+    grant = active_grant_of(ctx, token, org, lock=True)
     if grant is not None:
         _revoke(ctx, org, grant, actor=actor, email=False)
 
@@ -137,6 +138,7 @@ def approve(
     too long) and :class:`InvalidTransition` naming every unknown or already decided id.
     """
     requests = _lock_pending(ctx, org, request_ids, actor=actor, reason=reason)
+    _lock_replaced_grants(ctx, org, requests)
     reviewer = ctx.session.get(User, actor.id) if actor.kind == "user" else None
     for request in requests:
         _approve(ctx, org, request, reviewer=reviewer, reason=reason, actor=actor, email=True)
@@ -176,10 +178,16 @@ def revoke(
     """Revoke active grants, all or none; the tokens keep reading public resources."""
     require_owner(ctx, org, actor)
     ids = _check_ids(grant_ids, "pat_ids")
+    # Locked in id order, as _lock_pending does, so that overlapping bulk calls cannot
+    # deadlock; populate_existing: what a concurrent revocation committed is what we check.
     grants = {
         g.id: g
         for g in ctx.session.scalars(
-            select(Grant).where(Grant.id.in_(ids), Grant.org_id == org.id).with_for_update()
+            select(Grant)
+            .where(Grant.id.in_(_storable(ids)), Grant.org_id == org.id)
+            .order_by(Grant.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
     }
     bad = [i for i in ids if i not in grants or grants[i].state != GrantState.ACTIVE]
@@ -197,11 +205,13 @@ def revoke(
 def approve_all_pending(ctx: Context, org: Organization, *, actor: Actor) -> int:
     """Approval switched to not required: every pending request is approved (creators emailed)."""
     pending = ctx.session.scalars(
-        select(TokenRequest)
-        .where(TokenRequest.org_id == org.id, TokenRequest.state == RequestState.PENDING)
-        .order_by(TokenRequest.id)
-        .with_for_update()
+        _locked(
+            select(TokenRequest)
+            .where(TokenRequest.org_id == org.id, TokenRequest.state == RequestState.PENDING)
+            .order_by(TokenRequest.id)
+        )
     ).all()
+    _lock_replaced_grants(ctx, org, pending)
     for request in pending:
         _approve(ctx, org, request, reviewer=None, reason=None, actor=actor, email=True)
     return len(pending)
@@ -209,12 +219,17 @@ def approve_all_pending(ctx: Context, org: Organization, *, actor: Actor) -> int
 
 def approve_pending_of_owner(ctx: Context, org: Organization, user: User, *, actor: Actor) -> None:
     pending = ctx.session.scalars(
-        select(TokenRequest).where(
-            TokenRequest.org_id == org.id,
-            TokenRequest.requester_id == user.id,
-            TokenRequest.state == RequestState.PENDING,
+        _locked(
+            select(TokenRequest)
+            .where(
+                TokenRequest.org_id == org.id,
+                TokenRequest.requester_id == user.id,
+                TokenRequest.state == RequestState.PENDING,
+            )
+            .order_by(TokenRequest.id)
         )
     ).all()
+    _lock_replaced_grants(ctx, org, pending)
     for request in pending:
         _approve(ctx, org, request, reviewer=None, reason=None, actor=actor, email=True)
 
@@ -223,16 +238,26 @@ def end_access_of_member(ctx: Context, org: Organization, user: User, *, actor: 
     """A member leaves: their grants here are revoked and their pending requests cancelled."""
     token_ids = select(FineGrainedToken.id).where(FineGrainedToken.user_id == user.id)
     for request in ctx.session.scalars(
-        select(TokenRequest).where(
-            TokenRequest.org_id == org.id,
-            TokenRequest.token_id.in_(token_ids),
-            TokenRequest.state == RequestState.PENDING,
+        _locked(
+            select(TokenRequest)
+            .where(
+                TokenRequest.org_id == org.id,
+                TokenRequest.token_id.in_(token_ids),
+                TokenRequest.state == RequestState.PENDING,
+            )
+            .order_by(TokenRequest.id)
         )
     ).all():
         _cancel(ctx, org, request, actor=actor, why="member_removed")
     for grant in ctx.session.scalars(
-        select(Grant).where(
-            Grant.org_id == org.id, Grant.token_id.in_(token_ids), Grant.state == GrantState.ACTIVE
+        _locked(
+            select(Grant)
+            .where(
+                Grant.org_id == org.id,
+                Grant.token_id.in_(token_ids),
+                Grant.state == GrantState.ACTIVE,
+            )
+            .order_by(Grant.id)
         )
     ).all():
         _revoke(ctx, org, grant, actor=actor, email=False)
@@ -264,7 +289,7 @@ def _approve(
     request.decision_reason = reason
     token = ctx.session.get(FineGrainedToken, request.token_id)
     assert token is not None
-    previous = active_grant_of(ctx, token, org)
+    previous = active_grant_of(ctx, token, org, lock=True)
     if previous is not None:
         # Approval replaces the grant: the new one carries the newly approved settings.
         _move(previous, GrantState.REVOKED)
@@ -345,12 +370,14 @@ def _lock_pending(
             f"reason is longer than {MAX_REASON} characters", field="reason", resource="PatRequest"
         )
     # Row locks (PostgreSQL) or the write lock (SQLite): a concurrent decision waits, then
-    # finds the request decided, so exactly one decision is made.
+    # finds the request decided, so exactly one decision is made. The locks are taken in id
+    # order: two bulk decisions over overlapping ids would otherwise deadlock on PostgreSQL.
     rows = {
         r.id: r
         for r in ctx.session.scalars(
             select(TokenRequest)
-            .where(TokenRequest.id.in_(ids), TokenRequest.org_id == org.id)
+            .where(TokenRequest.id.in_(_storable(ids)), TokenRequest.org_id == org.id)
+            .order_by(TokenRequest.id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
@@ -364,6 +391,30 @@ def _lock_pending(
     return [rows[i] for i in ids]
 
 
+def _lock_replaced_grants(
+    ctx: Context, org: Organization, requests: Sequence[TokenRequest]
+) -> None:
+    """Lock the active grants that approving ``requests`` replaces, all at once in id order.
+
+    revoke() locks grants in id order; replacing them one request at a time locks them in
+    request order instead, and a bulk approval and a bulk revocation of the same tokens would
+    deadlock on PostgreSQL.
+    """
+    token_ids = sorted({r.token_id for r in requests})
+    if len(token_ids) > 1:
+        ctx.session.scalars(
+            _locked(
+                select(Grant)
+                .where(
+                    Grant.org_id == org.id,
+                    Grant.token_id.in_(token_ids),
+                    Grant.state == GrantState.ACTIVE,
+                )
+                .order_by(Grant.id)
+            )
+        ).all()
+
+
 def _check_ids(ids: Sequence[int], field_name: str) -> list[int]:
     if not ids:
         raise InvalidInput(f"{field_name} is required", field=field_name, code="missing_field")
@@ -374,25 +425,42 @@ def _check_ids(ids: Sequence[int], field_name: str) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
+def _storable(ids: list[int]) -> list[int]:
+    """The ids a row can have (larger ones are unknown, and must not reach a query)."""
+    return [i for i in ids if i <= MAX_ID]
+
+
 # ---- reading ----------------------------------------------------------------------------
 
 
-def active_grant_of(ctx: Context, token: FineGrainedToken, org: Organization) -> Grant | None:
-    return ctx.session.scalar(
-        select(Grant).where(
-            Grant.token_id == token.id, Grant.org_id == org.id, Grant.state == GrantState.ACTIVE
-        )
+def active_grant_of(
+    ctx: Context, token: FineGrainedToken, org: Organization, *, lock: bool = False
+) -> Grant | None:
+    """The token's active grant on ``org``, if any; ``lock`` before changing it."""
+    stmt = select(Grant).where(
+        Grant.token_id == token.id, Grant.org_id == org.id, Grant.state == GrantState.ACTIVE
     )
+    return ctx.session.scalar(_locked(stmt) if lock else stmt)
 
 
-def _pending_of(ctx: Context, token: FineGrainedToken, org: Organization) -> TokenRequest | None:
-    return ctx.session.scalar(
-        select(TokenRequest).where(
-            TokenRequest.token_id == token.id,
-            TokenRequest.org_id == org.id,
-            TokenRequest.state == RequestState.PENDING,
-        )
+def _pending_of(
+    ctx: Context, token: FineGrainedToken, org: Organization, *, lock: bool = False
+) -> TokenRequest | None:
+    stmt = select(TokenRequest).where(
+        TokenRequest.token_id == token.id,
+        TokenRequest.org_id == org.id,
+        TokenRequest.state == RequestState.PENDING,
     )
+    return ctx.session.scalar(_locked(stmt) if lock else stmt)
+
+
+def _locked(stmt: Select[Any]) -> Select[Any]:
+    # A row about to change may be held by a concurrent decision or revocation. FOR UPDATE
+    # waits for it, and PostgreSQL then re-checks the WHERE clause (``state``) against what
+    # was committed: a request just approved is no longer found pending (and is not
+    # cancelled on top of its approval), a grant just revoked is no longer found active.
+    # populate_existing: the session must not keep an older copy of the row.
+    return stmt.with_for_update().execution_options(populate_existing=True)
 
 
 def latest_request_of(ctx: Context, token: FineGrainedToken) -> TokenRequest | None:
