@@ -687,7 +687,8 @@ def test_app_create_registers_installs_and_hands_over_the_key_once(
             "--private-key-out", str(tmp_path / "second.pem"))  # fmt: skip
     assert not (tmp_path / "second.pem").exists()
     refused(widgets_db(tmp_path), "app", "create", "Bad", "--org", "widgets",
-            "--private-key-out", str(tmp_path / "bad.pem"), "--permission", "nope=read")  # fmt: skip
+            "--private-key-out", str(tmp_path / "bad.pem"),
+            "--permission", "nope=read")  # fmt: skip
 
 
 def widgets_db(tmp_path: Path) -> Path:

@@ -104,7 +104,8 @@ def load_settings(**overrides: object) -> Settings:
     if settings.secret_key.strip().lower() in PLACEHOLDER_SECRETS and not settings.development:
         raise SettingsError(
             "invalid configuration: PATGATE_SECRET_KEY is a placeholder; "
-            "set a long random value (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            "set a long random value "
+            "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
         )
     return settings
 

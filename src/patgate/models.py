@@ -12,7 +12,8 @@ from patgate.repos.models import Issue, Repository
 from patgate.tokens.models import ClassicToken, FineGrainedToken, TokenRepository
 
 __all__ = [
-    "Account", "App", "AuditEntry", "AuthzGeneration", "Base", "ClassicToken", "DeliveryAttempt", "Enterprise",
+    "Account", "App", "AuditEntry", "AuthzGeneration", "Base", "ClassicToken", "DeliveryAttempt",
+    "Enterprise",
     "EnterpriseOwner", "FineGrainedToken", "Grant", "GrantRepository", "Installation",
     "InstallationToken", "Issue", "Membership", "Organization", "OutboxMessage", "Repository",
     "RequestRepository", "TokenRepository", "TokenRequest", "User",

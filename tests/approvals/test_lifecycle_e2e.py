@@ -72,9 +72,7 @@ def test_owner_token_is_approved_at_once(server: Any, world: World) -> None:
     assert status(server, PRIVATE, issued.secret) == 200
 
 
-def test_every_token_approved_at_once_when_approval_not_required(
-    server: Any, world: World
-) -> None:
+def test_every_token_approved_at_once_when_approval_not_required(server: Any, world: World) -> None:
     world.run(orgs.set_org_policy, actor=CLI_ACTOR, approval="not_required")
     issued = world.token()
     assert issued.request.state == "approved"
@@ -106,7 +104,10 @@ def test_restricted_fine_grained_blocks_without_deleting(server: Any, world: Wor
     world.run(orgs.set_org_policy, actor=CLI_ACTOR, fine_grained="restrict")
     answer = get(server, PRIVATE, issued.secret)
     assert answer.status_code == 403
-    assert answer.json()["message"] == "`acme` forbids access via a fine-grained personal access token."
+    assert (
+        answer.json()["message"]
+        == "`acme` forbids access via a fine-grained personal access token."
+    )
     assert status(server, PUBLIC, issued.secret) == 200
     world.run(orgs.set_org_policy, actor=CLI_ACTOR, fine_grained="allow")
     assert status(server, PRIVATE, issued.secret) == 200
@@ -148,7 +149,10 @@ def test_removed_member_loses_grants_and_pending_requests(server: Any, world: Wo
     with server.runtime.unit_of_work() as ctx:
         org = orgs.get_org(ctx, "acme")
         assert approvals.get_request(ctx, org, pending.request.id).state == "cancelled"
-        assert approvals.list_active_grants(ctx, org, approvals.ListFilters(), page=1, per_page=10)[1] == 0
+        assert (
+            approvals.list_active_grants(ctx, org, approvals.ListFilters(), page=1, per_page=10)[1]
+            == 0
+        )
         # Rejoining restores nothing.
         from patgate.accounts import services as accounts
 
@@ -159,10 +163,14 @@ def test_removed_member_loses_grants_and_pending_requests(server: Any, world: Wo
 def test_deleting_a_token_cancels_its_pending_request(server: Any, world: World) -> None:
     issued = world.token()
     with server.runtime.unit_of_work() as ctx:
-        tokens.delete_fine_grained(ctx, tokens.get_fine_grained(ctx, issued.token.id), actor=CLI_ACTOR)
+        tokens.delete_fine_grained(
+            ctx, tokens.get_fine_grained(ctx, issued.token.id), actor=CLI_ACTOR
+        )
     with server.runtime.unit_of_work() as ctx:
         org = orgs.get_org(ctx, "acme")
-        assert approvals.list_pending(ctx, org, approvals.ListFilters(), page=1, per_page=10)[1] == 0
+        assert (
+            approvals.list_pending(ctx, org, approvals.ListFilters(), page=1, per_page=10)[1] == 0
+        )
     assert status(server, PUBLIC, issued.secret) == 401
 
 
@@ -175,7 +183,9 @@ def test_edits_narrow_at_once_and_widening_waits(server: Any, world: World) -> N
         token = tokens.get_fine_grained(ctx, issued.token.id)
         repo_list = [r for r in __import__("patgate.repos.services", fromlist=["x"]).resolve_names(
             ctx, orgs.get_org(ctx, "acme"), ["private-api"])]  # fmt: skip
-        assert tokens.update_fine_grained(ctx, token, repositories=repo_list, actor=CLI_ACTOR) is None
+        assert (
+            tokens.update_fine_grained(ctx, token, repositories=repo_list, actor=CLI_ACTOR) is None
+        )
     assert status(server, "/repos/acme/private-ops", issued.secret) == 404
     assert status(server, PRIVATE, issued.secret) == 200
     # Widening the permission: a new request, while the old grant keeps working.
@@ -234,4 +244,7 @@ def test_only_owners_of_that_org_decide(server: Any, world: World, who: str) -> 
         with pytest.raises(Forbidden):
             world.run(decide_fn, [issued.request.id], actor=actor)
     with server.runtime.unit_of_work() as ctx:
-        assert approvals.get_request(ctx, orgs.get_org(ctx, "acme"), issued.request.id).state == "pending"
+        assert (
+            approvals.get_request(ctx, orgs.get_org(ctx, "acme"), issued.request.id).state
+            == "pending"
+        )

@@ -37,7 +37,10 @@ def test_a_failure_after_the_change_rolls_back_the_audit_entry(runtime: Any) -> 
         raise Boom
     assert count(runtime) == before
     with runtime.unit_of_work() as ctx:
-        assert approvals.get_request(ctx, orgs.get_org(ctx, "acme"), issued.request.id).state == "pending"
+        assert (
+            approvals.get_request(ctx, orgs.get_org(ctx, "acme"), issued.request.id).state
+            == "pending"
+        )
 
 
 def test_every_transition_is_audited(runtime: Any) -> None:

@@ -142,5 +142,10 @@ def test_pagination_links_use_the_callers_host(server: Any) -> None:
     link = first.headers["Link"]
     assert f'<{server.api}/repos/acme/private-api/issues?page=2&per_page=2>; rel="next"' in link
     assert 'rel="last"' in link and "page=3" in link
-    assert call(server, "GET", "/repos/acme/private-api/issues?per_page=abc", secret).status_code == 422
-    assert len(call(server, "GET", "/repos/acme/private-api/issues?per_page=500", secret).json()) == 5
+    assert (
+        call(server, "GET", "/repos/acme/private-api/issues?per_page=abc", secret).status_code
+        == 422
+    )
+    assert (
+        len(call(server, "GET", "/repos/acme/private-api/issues?per_page=500", secret).json()) == 5
+    )

@@ -193,7 +193,8 @@ def revoke(
     bad = [i for i in ids if i not in grants or grants[i].state != GrantState.ACTIVE]
     if bad:
         raise InvalidTransition(
-            f"personal access token grants {', '.join(map(str, bad))} are unknown or already revoked",
+            f"personal access token grants {', '.join(map(str, bad))} "
+            "are unknown or already revoked",
             ids=bad,
             resource="PatGrant",
         )
@@ -385,7 +386,8 @@ def _lock_pending(
     bad = [i for i in ids if i not in rows or rows[i].state != RequestState.PENDING]
     if bad:
         raise InvalidTransition(
-            f"personal access token requests {', '.join(map(str, bad))} are unknown or already decided",
+            f"personal access token requests {', '.join(map(str, bad))} "
+            "are unknown or already decided",
             ids=bad,
         )
     return [rows[i] for i in ids]

@@ -55,7 +55,10 @@ def record(
 
 @dataclass(frozen=True)
 class AuditQuery:
-    """A parsed ``phrase``: ``action:``, ``actor:``, ``created:`` (``>=2024-01-01``, ``2024-01-01..2024-02-01``)."""
+    """A parsed ``phrase``: ``action:``, ``actor:`` and ``created:`` terms.
+
+    ``created:`` takes a day, ``>=``/``>``/``<=``/``<`` a day, or ``DAY..DAY``.
+    """
 
     actions: tuple[str, ...] = ()
     actors: tuple[str, ...] = ()

@@ -277,6 +277,12 @@ def _check_choice(
     return value
 
 
+def _optional_choice(
+    value: str | None, allowed: type[AccessPolicy] | type[ApprovalPolicy], field: str
+) -> str | None:
+    return None if value is None else _check_choice(value, allowed, field)
+
+
 def check_lifetime(days: int | None, field: str) -> int | None:
     if days is not None and days not in MAX_LIFETIME_RANGE:
         raise InvalidInput(f"{field} must be between 1 and 366 days, or none", field=field)
@@ -303,9 +309,9 @@ def set_org_policy(
     """
     current = effective_policies(ctx, org)
     wanted = {
-        "fine_grained": None if fine_grained is None else _check_choice(fine_grained, AccessPolicy, "fine_grained"),
-        "approval": None if approval is None else _check_choice(approval, ApprovalPolicy, "approval"),
-        "classic": None if classic is None else _check_choice(classic, AccessPolicy, "classic"),
+        "fine_grained": _optional_choice(fine_grained, AccessPolicy, "fine_grained"),
+        "approval": _optional_choice(approval, ApprovalPolicy, "approval"),
+        "classic": _optional_choice(classic, AccessPolicy, "classic"),
     }  # fmt: skip
     lifetimes = {
         "fine_grained_max_lifetime": fine_grained_max_lifetime_days,

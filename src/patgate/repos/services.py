@@ -116,7 +116,10 @@ def repos_by_ids(ctx: Context, ids: list[int] | set[int]) -> list[Repository]:
 
 
 def resolve_names(ctx: Context, owner: Account, names: list[str]) -> list[Repository]:
-    """The owner's repositories with these names; raise :class:`InvalidInput` naming a missing one."""
+    """The owner's repositories with these names.
+
+    Raises :class:`InvalidInput` naming the first one that does not exist.
+    """
     repos = []
     for name in names:
         repo = find_repo(ctx, owner, name.split("/")[-1])

@@ -116,8 +116,15 @@ def domain_error_response(exc: PatgateError) -> JSONResponse:
     if isinstance(exc, InvalidTransition):
         field = "pat_ids" if exc.resource == "PatGrant" else "pat_request_ids"
         return validation_failed(
-            [{"resource": exc.resource, "field": field, "code": "invalid",
-              "message": exc.message, "ids": exc.ids}]  # fmt: skip
+            [
+                {
+                    "resource": exc.resource,
+                    "field": field,
+                    "code": "invalid",
+                    "message": exc.message,
+                    "ids": exc.ids,
+                }
+            ]
         )
     if isinstance(exc, InvalidInput):
         code = "already_exists" if isinstance(exc, AlreadyExists) else exc.code
@@ -129,7 +136,7 @@ def domain_error_response(exc: PatgateError) -> JSONResponse:
                     "code": code,
                     "message": exc.message,
                 }
-            ]  # fmt: skip
+            ]
         )
     if isinstance(exc, Forbidden | PolicyRefused):
         return github_error(403, exc.message)
