@@ -50,9 +50,9 @@ def test_concurrent_approve_and_deny_leave_one_decision(runtime: Any, round_: in
     with runtime.unit_of_work() as ctx:
         state = approvals.get_request(ctx, orgs.get_org(ctx, "acme"), request_id).state
         entries = ctx.session.scalar(
-            select(func.count()).select_from(AuditEntry).where(
-                AuditEntry.request_id == request_id, AuditEntry.action.in_(DECISION_ACTIONS)
-            )
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.request_id == request_id, AuditEntry.action.in_(DECISION_ACTIONS))
         )
     assert state in ("approved", "denied")
     assert entries == 1
