@@ -18,6 +18,7 @@ from patgate.authz.decision import (
 from patgate.authz.services import authenticate_token
 from patgate.context import Context
 from patgate.tokens import format as token_format
+from patgate.tokens.jobs import LastUsedBuffer
 from patgate.web.errors import Denied
 
 SCHEMES = {"bearer", "token"}
@@ -29,7 +30,12 @@ def credentials(request: Request) -> str | None:
 
     A header that is present but not of that form is bad credentials.
     """
-    header = request.headers.get("authorization")
+    return credentials_of(request.headers.get("authorization"))
+
+
+def credentials_of(header: str | None) -> str | None:
+    """:func:`credentials` of the (first) ``Authorization`` header's value, as Starlette
+    decodes it (latin-1)."""
     if header is None:
         return None
     scheme, _, value = header.strip().partition(" ")
@@ -65,18 +71,31 @@ def authenticate(request: Request, ctx: Context) -> Principal:
     return principal
 
 
+_TOKEN_LENGTHS = frozenset((token_format.CLASSIC_LENGTH, token_format.FINE_GRAINED_LENGTH))
+
+
 def cached_token_principal(cache: AuthzCache, raw: str) -> Any:
     """The cached principal of a token string (``None`` for bad credentials) or ``MISS``.
 
-    A malformed token is bad credentials at once: its checksum fails before any lookup.
+    A malformed token is bad credentials without a lookup: one of the wrong length or not
+    ASCII at once (no hashing of arbitrary input), any other when its checksum fails. A
+    cached entry was filled by :func:`authenticate` for this very string, after the same
+    format check, so a hit needs no second :func:`~patgate.tokens.format.parse`.
     """
-    if token_format.parse(raw) is None:
+    if len(raw) not in _TOKEN_LENGTHS or not raw.isascii():
         return None
-    return cache.get(TOKENS, token_format.hash_token(raw))
+    found = cache.get(TOKENS, token_format.hash_token(raw))
+    if found is MISS and token_format.parse(raw) is None:
+        return None
+    return found
 
 
 def note_use(request: Request, principal: Principal, now: datetime) -> None:
-    buffer = getattr(request.app.state, "last_used", None)
+    note_use_in(getattr(request.app.state, "last_used", None), principal, now)
+
+
+def note_use_in(buffer: LastUsedBuffer | None, principal: Principal, now: datetime) -> None:
+    """Buffer the token's ``last_used_at`` (written off the request path)."""
     if buffer is not None and isinstance(principal, FineGrainedPrincipal | ClassicPrincipal):
         kind = "fine_grained" if isinstance(principal, FineGrainedPrincipal) else "classic"
         buffer.touch(kind, principal.token_id, now)

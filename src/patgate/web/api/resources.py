@@ -2,28 +2,49 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Message, Scope
 
 from patgate import representations as rep
 from patgate.accounts.models import Account, User
 from patgate.approvals.payloads import user_json
 from patgate.authz.cache import MISS, AuthzCache
-from patgate.authz.decision import Actions, Decision, OrgFacts, Reason, RepoFacts, decide
+from patgate.authz.decision import (
+    Actions,
+    Decision,
+    OrgFacts,
+    Principal,
+    Reason,
+    RepoFacts,
+    decide,
+)
+from patgate.clock import Clock
 from patgate.errors import NotFound
 from patgate.orgs import services as orgs
 from patgate.orgs.models import Organization
 from patgate.repos import services as repos
 from patgate.repos.models import Issue, Repository
+from patgate.repos.services import MAX_BODY, MAX_TITLE
+from patgate.runtime import Runtime
+from patgate.tokens.jobs import LastUsedBuffer
 from patgate.web.api.paging import link_header, page_of
-from patgate.web.auth import cached_token_principal, credentials, note_use
-from patgate.web.deps import Call, api_call, json_body
+from patgate.web.auth import (
+    cached_token_principal,
+    credentials,
+    credentials_of,
+    note_use,
+    note_use_in,
+)
+from patgate.web.deps import Call, api_call, parse_json_body
 from patgate.web.errors import Denied
+from patgate.web.versions import VERSION_HEADER, is_supported, requested_version, version_headers
 
 
 def _urls(call: Call) -> tuple[str, str]:
@@ -131,11 +152,21 @@ def _repo(call: Call, request: Request) -> tuple[Repository, Account, RepoFacts]
 
 
 REPOS = "repo"
+REPO_PREFIX = "/api/v3/repos/"
+
+
+class CachedRepo(NamedTuple):
+    """What :data:`REPOS` holds for a repository: its facts and its body, rendered once as
+    :class:`JSONResponse` renders it (the bytes are valid as long as the facts are)."""
+
+    facts: RepoFacts
+    body: bytes
 
 
 async def get_repo(request: Request) -> Response:
     """The hot path (SPEC §5, performance): answered from cached facts without the database
-    or a thread hop when the cache holds both the token and the repository."""
+    or a thread hop when the cache holds both the token and the repository. (A plain ``GET``
+    is answered before this route, by :class:`RepoFastPath`; this covers the rest.)"""
     answer = _cached_repo_answer(request)
     if answer is not None:
         return answer
@@ -143,8 +174,24 @@ async def get_repo(request: Request) -> Response:
 
 
 def _cached_repo_answer(request: Request) -> Response | None:
-    cache: AuthzCache = request.app.state.authz_cache
-    raw = credentials(request)
+    runtime: Runtime = request.app.state.runtime
+    now = runtime.clock.now()
+    found = cached_repo(
+        request.app.state.authz_cache, credentials(request), _repo_key(request), now
+    )
+    if found is None:
+        return None
+    entry, principal = found
+    note_use(request, principal, now)
+    return Response(entry.body, media_type=JSONResponse.media_type)
+
+
+def cached_repo(
+    cache: AuthzCache, raw: str | None, key: tuple[str, str], now: datetime
+) -> tuple[CachedRepo, Principal] | None:
+    """The cached repository ``key`` and the principal of ``raw``, when the cache holds
+    both and ``decide()`` lets the principal read it; ``None`` when the cache cannot
+    answer. Raises :class:`Denied` or :class:`NotFound` for what it can refuse."""
     if cache.sync() is None or (raw is not None and raw.startswith("eyJ")):
         return None
     principal = None if raw is None else cached_token_principal(cache, raw)
@@ -152,18 +199,15 @@ def _cached_repo_answer(request: Request) -> Response | None:
         return None
     if raw is not None and principal is None:
         raise Denied(Decision(False, Reason.BAD_CREDENTIALS))
-    entry = cache.get(REPOS, _repo_key(request))
+    entry = cache.get(REPOS, key)
     if entry is MISS:
         return None
     if entry is None:
         raise NotFound("repository")
-    facts, body = entry
-    now = datetime.now(UTC)
-    decision = decide(principal, Actions.READ_REPO, facts, now=now)
+    decision = decide(principal, Actions.READ_REPO, entry.facts, now=now)
     if not decision.allowed:
         raise Denied(decision)
-    note_use(request, principal, now)
-    return JSONResponse(body)
+    return entry, principal
 
 
 def _repo_key(request: Request) -> tuple[str, str]:
@@ -179,10 +223,77 @@ def _get_repo(request: Request) -> Response:
         except NotFound:
             cache.put(REPOS, _repo_key(request), None, generation)
             raise
-        body = _repo_json(call, repo, owner, full=True)
-        cache.put(REPOS, _repo_key(request), (facts, body), generation)
+        response = JSONResponse(_repo_json(call, repo, owner, full=True))
+        cache.put(REPOS, _repo_key(request), CachedRepo(facts, response.body), generation)
         call.require(Actions.READ_REPO, facts)
-        return JSONResponse(body)
+        return response
+
+
+_JSON_HEADER = (b"content-type", JSONResponse.media_type.encode("latin-1"))
+
+
+class RepoFastPath:
+    """``GET /api/v3/repos/{owner}/{repo}`` answered in front of the whole ASGI stack
+    (error middleware, version middleware, routing, ``Request``) when the authorization
+    cache allows it; ``None`` sends the request through that stack as usual.
+
+    Only a plain request is taken: method ``GET`` exactly, no query string, no root path,
+    exactly two path segments, a supported API version, a well-formed credential (or
+    none) whose principal and the repository are both cached, and an allowing
+    ``decide()``. Anything else (a miss, a refusal, ``HEAD``, a version to refuse, ...) is
+    left to the route, which answers it as always; so the answers are the route's, byte
+    for byte: ``JSONResponse``'s body and headers, then the version headers that
+    :class:`~patgate.web.versions.ApiVersionMiddleware` appends.
+    """
+
+    def __init__(self, cache: AuthzCache, last_used: LastUsedBuffer | None, clock: Clock) -> None:
+        self.cache = cache
+        self.last_used = last_used
+        self.clock = clock
+
+    def answer(self, scope: Scope) -> tuple[Message, Message] | None:
+        """The response messages for ``scope``, or ``None`` to leave it to the app."""
+        path: str = scope["path"]
+        if (
+            scope["method"] != "GET"
+            or not path.startswith(REPO_PREFIX)
+            or scope.get("query_string")
+            or scope.get("root_path")
+        ):
+            return None
+        owner, slash, name = path[len(REPO_PREFIX) :].partition("/")
+        if not (owner and slash and name) or "/" in name:
+            return None
+        authorization = asked = None
+        for header, value in scope["headers"]:
+            if header == b"authorization":
+                if authorization is None:
+                    authorization = value
+            elif header == VERSION_HEADER and asked is None:
+                asked = value
+        version = requested_version(asked)
+        if not is_supported(version):
+            return None
+        now = self.clock.now()
+        try:
+            raw = None if authorization is None else credentials_of(authorization.decode("latin-1"))
+            found = cached_repo(self.cache, raw, (owner.lower(), name.lower()), now)
+        except (Denied, NotFound):
+            return None  # the route answers refusals (and logs them)
+        if found is None:
+            return None
+        entry, principal = found
+        note_use_in(self.last_used, principal, now)
+        body = entry.body
+        headers = [
+            (b"content-length", str(len(body)).encode("latin-1")),
+            _JSON_HEADER,
+            *version_headers(version),
+        ]
+        return (
+            {"type": "http.response.start", "status": 200, "headers": headers},
+            {"type": "http.response.body", "body": body},
+        )
 
 
 def _issue_json(call: Call, issue: Issue, repo: Repository, owner: Account) -> dict[str, Any]:
@@ -219,11 +330,12 @@ def get_issue(request: Request) -> Response:
 
 
 async def create_issue(request: Request) -> Response:
-    body = await json_body(request)
-    return await _run_sync(request, _create_issue, body)
+    # The body is read here and parsed once the caller may write issues (401/403/404 first).
+    raw = await request.body()
+    return await _run_sync(request, _create_issue, raw)
 
 
-def _create_issue(request: Request, body: dict[str, Any]) -> Response:
+def _create_issue(request: Request, raw: bytes) -> Response:
     with api_call(request, anonymous=False) as call:
         repo, owner, facts = _repo(call, request)
         call.require(Actions.WRITE_ISSUES, facts)
@@ -233,6 +345,7 @@ def _create_issue(request: Request, body: dict[str, Any]) -> Response:
             raise Denied(Decision(False, Reason.INTEGRATION_PERMISSION_MISSING))
         author = call.ctx.session.get(User, author_id)
         assert author is not None
+        body = parse_json_body(raw)
         issue = repos.create_issue(
             call.ctx, repo, title=body.get("title"), body=body.get("body"), author=author
         )
@@ -241,6 +354,18 @@ def _create_issue(request: Request, body: dict[str, Any]) -> Response:
 
 async def _run_sync(request: Request, fn: Any, *args: Any) -> Response:
     return await run_in_threadpool(fn, request, *args)
+
+
+class CreateIssue(BaseModel):
+    """Body of ``POST /repos/{owner}/{repo}/issues``, for patgate's OpenAPI document; the
+    service itself checks the fields (``repos.create_issue``)."""
+
+    model_config = ConfigDict(extra="ignore", title="create-issue")
+
+    title: StrictStr = Field(min_length=1, max_length=MAX_TITLE, description="The issue's title.")
+    body: StrictStr | None = Field(
+        default=None, max_length=MAX_BODY, description="The issue's text."
+    )
 
 
 routes = [
@@ -253,3 +378,7 @@ routes = [
     Route("/repos/{owner}/{repo}/issues", create_issue, methods=["POST"]),
     Route("/repos/{owner}/{repo}/issues/{number:int}", get_issue),
 ]
+
+BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("POST", "/repos/{owner}/{repo}/issues"): CreateIssue,
+}
