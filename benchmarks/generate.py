@@ -54,7 +54,7 @@ from patgate.db import make_engine
 from patgate.tokens import format as token_format
 
 # Bump when the generated data changes shape: cached databases are then rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 3
 SEED = 20261125
 BATCH = 50_000
 
@@ -279,11 +279,15 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "id", "token_id", "org_id", "requester_id", "state", "reason", "repository_selection",
         "permissions", "created_at", "decided_at", "reviewer_id", "decision_reason",
     ),
+    "token_request_permissions": (
+        "request_id", "name", "level", "org_id", "state", "created_at",
+    ),
     "token_request_repositories": ("request_id", "repository_id"),
     "token_grants": (
         "id", "token_id", "org_id", "request_id", "state", "repository_selection", "permissions",
         "granted_at", "revoked_at", "revoked_by_id",
     ),
+    "token_grant_permissions": ("grant_id", "name", "level", "org_id", "state", "granted_at"),
     "token_grant_repositories": ("grant_id", "repository_id"),
     "audit_entries": (
         "id", "document_id", "action", "actor_id", "actor", "org_id", "org", "user_id", "user",
@@ -819,6 +823,9 @@ class Builder:
                 None,
             ),
         )  # fmt: skip
+        state = "approved" if approved_by else "pending"
+        for name, level in permissions.items():
+            self.loader.add("token_request_permissions", (qid, name, level, org_id, state, created))
         for rid in repos:
             self.loader.add("token_request_repositories", (qid, rid))
         self.audit(
@@ -831,6 +838,10 @@ class Builder:
                 "token_grants",
                 (gid, token_id, org_id, qid, "active", selection, permissions, decided, None, None),
             )
+            for name, level in permissions.items():
+                self.loader.add(
+                    "token_grant_permissions", (gid, name, level, org_id, "active", decided)
+                )
             for rid in repos:
                 self.loader.add("token_grant_repositories", (gid, rid))
             self.audit(

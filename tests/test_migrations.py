@@ -7,6 +7,7 @@ is the migrating itself.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from pprint import pformat
 from typing import Any
@@ -16,7 +17,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, insert, inspect, text
 from sqlalchemy.sql import ClauseElement
 
 from patgate import schema
@@ -122,3 +123,52 @@ def test_models_and_migrations_agree(engine: Engine) -> None:
         "the migrations do not build what the models describe; write a migration "
         "(`alembic revision --autogenerate`) or fix the models:\n" + pformat(differences)
     )
+
+
+def test_the_permission_rows_are_filled_from_existing_requests_and_grants(engine: Engine) -> None:
+    """d33aa7358bbb copies the JSON permissions of the rows already there, with their state."""
+    config = schema.alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "ac56199d20a4")
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    tables = Base.metadata.tables
+    with engine.begin() as connection:
+
+        def add(table: str, **values: Any) -> None:
+            connection.execute(insert(tables[table]).values(**values))
+
+        for id_, kind, login in ((1, "User", "mona"), (2, "Organization", "acme")):
+            add("accounts", id=id_, type=kind, login=login, login_key=login, created_at=now,
+                updated_at=now)  # fmt: skip
+        add("users", id=1, email="mona@example.com", site_admin=False)
+        add("organizations", id=2, opted_in=True, fine_grained_policy="allow",
+            approval_policy="required", classic_policy="allow")  # fmt: skip
+        for id_, permissions in (
+            (1, {"issues": "read"}),
+            (2, {"issues": "write", "metadata": "read"}),
+        ):
+            add("fine_grained_tokens", id=id_, user_id=1, resource_owner_id=2, name=f"t{id_}",
+                name_key=f"t{id_}", token_hash=f"{id_:064}", repository_selection="all",
+                permissions=permissions, created_at=now, issued_at=now, updated_at=now)  # fmt: skip
+            add("token_requests", id=id_, token_id=id_, org_id=2, requester_id=1,
+                state="approved" if id_ == 1 else "pending", repository_selection="all",
+                permissions=permissions, created_at=now)  # fmt: skip
+        add("token_grants", id=1, token_id=1, org_id=2, request_id=1, state="active",
+            repository_selection="all", permissions={"issues": "read"}, granted_at=now)  # fmt: skip
+
+    schema.upgrade(engine)
+
+    with engine.connect() as connection:
+        requests = connection.execute(
+            text("SELECT request_id, name, level, org_id, state FROM token_request_permissions")
+        ).all()
+        grants = connection.execute(
+            text("SELECT grant_id, name, level, org_id, state FROM token_grant_permissions")
+        ).all()
+    assert sorted(requests) == [
+        (1, "issues", "read", 2, "approved"),
+        (2, "issues", "write", 2, "pending"),
+        (2, "metadata", "read", 2, "pending"),
+    ]
+    assert grants == [(1, "issues", "read", 2, "active")]

@@ -58,6 +58,7 @@ def install_outbox_notify(sessions: sessionmaker[Session]) -> None:
     if event.contains(sessions, "before_commit", _before_commit):
         return
     event.listen(sessions, "after_flush", _after_flush)
+    event.listen(sessions, "do_orm_execute", _on_execute)
     event.listen(sessions, "before_commit", _before_commit)
     event.listen(sessions, "after_commit", _after_commit)
     event.listen(sessions, "after_soft_rollback", _after_soft_rollback)
@@ -67,6 +68,14 @@ def _after_flush(session: Session, _flush_context: Any) -> None:
     # In after_flush, ``session.new`` still lists the objects this flush inserted.
     if any(isinstance(obj, OutboxMessage) for obj in session.new):
         session.info[_OUTBOX_ADDED] = True
+
+
+def _on_execute(state: Any) -> None:
+    # A bulk INSERT statement (``outbox.enqueue_all``) adds messages without ORM objects.
+    # An ORM statement's table is an annotated copy of the Table: compare names.
+    table = getattr(state.statement, "table", None) if state.is_insert else None
+    if getattr(table, "name", None) == OutboxMessage.__tablename__:
+        state.session.info[_OUTBOX_ADDED] = True
 
 
 def _added_outbox(session: Session) -> bool:

@@ -3,16 +3,18 @@ webhooks (the shapes of ``organization-programmatic-access-grant[-request]``).""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from patgate import representations as rep
 from patgate.accounts.models import Account, User
 from patgate.approvals.models import Grant, TokenRequest
-from patgate.approvals.services import changes_of, request_repository_ids
+from patgate.approvals.services import active_grant_of, permission_changes, request_repository_ids
 from patgate.apps.models import Installation
 from patgate.context import Context
 from patgate.orgs.models import Organization
 from patgate.repos.models import Repository
+from patgate.repos.services import repos_by_ids
 from patgate.tokens.models import FineGrainedToken
 from patgate.tokens.permissions import grouped
 
@@ -107,42 +109,94 @@ def request_event(
     installation: Installation,
     sender: User | None,
 ) -> dict[str, Any]:
-    """The ``personal_access_token_request`` webhook body."""
+    """The ``personal_access_token_request`` webhook body, loading what it shows (the
+    changes are against the grant in force)."""
     token = ctx.session.get(FineGrainedToken, request.token_id)
     owner = ctx.session.get(User, request.requester_id)
     assert token is not None
-    changes = changes_of(ctx, request)
-    repos = [ctx.session.get(Repository, rid) for rid in request_repository_ids(ctx, request)]
-    api, _ = urls(ctx)
-    return {
-        "action": action,
-        "personal_access_token_request": {
-            "id": request.id,
-            "owner": user_json(ctx, owner),
-            "permissions_added": grouped(changes.added),
-            "permissions_upgraded": grouped(changes.upgraded),
-            "permissions_result": grouped(changes.result),
-            "repository_selection": request.repository_selection,
-            "repository_count": len(repos) if request.repository_selection == "subset" else None,
-            "repositories": [repository_json(ctx, r, org) for r in repos if r is not None]
-            if request.repository_selection == "subset"
-            else None,
-            "created_at": rep.timestamp(request.created_at),
-            "token_id": token.id,
-            "token_name": token.name,
-            "token_expired": token.expires_at is not None and token.expires_at <= ctx.now,
-            "token_expires_at": rep.timestamp(token.expires_at),
-            "token_last_used_at": rep.timestamp(token.last_used_at),
-        },
-        "organization": {
+    grant = active_grant_of(ctx, token, org)
+    repositories = repos_by_ids(ctx, request_repository_ids(ctx, request))
+    return EventBodies(ctx, org).body(
+        action, request, installation, sender, token=token, owner=owner,
+        granted=grant.permissions if grant is not None else {}, repositories=repositories,
+    )  # fmt: skip
+
+
+class EventBodies:
+    """Builds the webhook bodies of one organization's events from what the caller loaded,
+    rendering each user, repository and installation once: a bulk decision's hundred events
+    share most of them."""
+
+    def __init__(self, ctx: Context, org: Organization) -> None:
+        self.ctx = ctx
+        self.org = org
+        api, _ = urls(ctx)
+        self.org_json = {
             "login": org.login,
             "id": org.id,
             "node_id": rep.node_id("Organization", org.id),
             "url": f"{api}/orgs/{org.login}",
-        },
-        "sender": user_json(ctx, sender),
-        "installation": {
-            "id": installation.id,
-            "node_id": rep.node_id("Installation", installation.id),
-        },
-    }
+        }
+        self._users: dict[int, dict[str, Any] | None] = {}
+        self._repositories: dict[int, dict[str, Any]] = {}
+        self._installations: dict[int, dict[str, Any]] = {}
+
+    def user(self, account: Account | None) -> dict[str, Any] | None:
+        if account is None:
+            return None
+        if account.id not in self._users:
+            self._users[account.id] = user_json(self.ctx, account)
+        return self._users[account.id]
+
+    def repository(self, repo: Repository) -> dict[str, Any]:
+        if repo.id not in self._repositories:
+            self._repositories[repo.id] = repository_json(self.ctx, repo, self.org)
+        return self._repositories[repo.id]
+
+    def installation(self, installation: Installation) -> dict[str, Any]:
+        if installation.id not in self._installations:
+            self._installations[installation.id] = {
+                "id": installation.id,
+                "node_id": rep.node_id("Installation", installation.id),
+            }
+        return self._installations[installation.id]
+
+    def body(
+        self,
+        action: str,
+        request: TokenRequest,
+        installation: Installation,
+        sender: User | None,
+        *,
+        token: FineGrainedToken,
+        owner: User | None,
+        granted: Mapping[str, str],
+        repositories: Sequence[Repository],
+    ) -> dict[str, Any]:
+        """The ``personal_access_token_request`` body: ``granted`` is the permissions of the
+        grant the request is compared with, ``repositories`` the request's (shown when its
+        selection is ``subset``)."""
+        added, upgraded = permission_changes(request.permissions, granted)
+        subset = request.repository_selection == "subset"
+        return {
+            "action": action,
+            "personal_access_token_request": {
+                "id": request.id,
+                "owner": self.user(owner),
+                "permissions_added": grouped(added),
+                "permissions_upgraded": grouped(upgraded),
+                "permissions_result": grouped(request.permissions),
+                "repository_selection": request.repository_selection,
+                "repository_count": len(repositories) if subset else None,
+                "repositories": [self.repository(r) for r in repositories] if subset else None,
+                "created_at": rep.timestamp(request.created_at),
+                "token_id": token.id,
+                "token_name": token.name,
+                "token_expired": token.expires_at is not None and token.expires_at <= self.ctx.now,
+                "token_expires_at": rep.timestamp(token.expires_at),
+                "token_last_used_at": rep.timestamp(token.last_used_at),
+            },
+            "organization": self.org_json,
+            "sender": self.user(sender),
+            "installation": self.installation(installation),
+        }

@@ -536,34 +536,57 @@ def token_repositories(ctx: Context, token: InstallationToken) -> list[Repositor
 # ---- webhooks ---------------------------------------------------------------------------
 
 
-def enqueue_request_event(
-    ctx: Context, org: Organization, action: str, request: TokenRequest, *, sender: User | None
-) -> None:
-    """Queue a ``personal_access_token_request`` webhook for every installed app on ``org``
-    that has the requests permission, subscribes to the event and has a webhook URL."""
+def request_event_targets(ctx: Context, org: Organization) -> list[tuple[Installation, App]]:
+    """The installed apps on ``org`` to tell about ``personal_access_token_request`` events:
+    those with the requests permission that subscribe to the event and have a webhook URL.
+    One query; a bulk decision asks once for all its requests."""
     rows = ctx.session.execute(
         select(Installation, App)
         .join(App, App.id == Installation.app_id)
         .where(Installation.org_id == org.id, App.webhook_url.is_not(None))
+        .order_by(Installation.id)
     ).all()
-    for installation, app in rows:
-        if REQUESTS_PERMISSION not in installation.permissions:
-            continue
-        if REQUEST_EVENT not in installation.events.get("events", []):
-            continue
+    return [
+        (installation, app)
+        for installation, app in rows
+        if REQUESTS_PERMISSION in installation.permissions
+        and REQUEST_EVENT in installation.events.get("events", [])
+    ]
+
+
+def request_event_message(
+    app: App,
+    installation: Installation,
+    org: Organization,
+    action: str,
+    request: TokenRequest,
+    sender: User | None,
+    body: dict[str, Any],
+) -> dict[str, Any]:
+    """The outbox payload of one webhook delivery (``body`` from ``payloads.request_event``)."""
+    return {
+        "app_id": app.id,
+        "installation_id": installation.id,
+        "event": REQUEST_EVENT,
+        "action": action,
+        "request_id": request.id,
+        "org_id": org.id,
+        "sender_id": sender.id if sender else None,
+        "body": body,
+    }
+
+
+def enqueue_request_event(
+    ctx: Context, org: Organization, action: str, request: TokenRequest, *, sender: User | None
+) -> None:
+    """Queue a ``personal_access_token_request`` webhook for every app of
+    :func:`request_event_targets`."""
+    for installation, app in request_event_targets(ctx, org):
+        body = _request_event_body(ctx, org, action, request, installation, sender)
         outbox.enqueue(
             ctx,
             outbox.WEBHOOK,
-            {
-                "app_id": app.id,
-                "installation_id": installation.id,
-                "event": REQUEST_EVENT,
-                "action": action,
-                "request_id": request.id,
-                "org_id": org.id,
-                "sender_id": sender.id if sender else None,
-                "body": _request_event_body(ctx, org, action, request, installation, sender),
-            },
+            request_event_message(app, installation, org, action, request, sender, body),
         )
 
 

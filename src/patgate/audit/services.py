@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, insert, or_, select
 
 from patgate.audit.models import AuditEntry
 from patgate.context import Actor, Context
@@ -35,22 +35,48 @@ def record(
     **data: Any,
 ) -> AuditEntry:
     """Add an audit entry to the current transaction (it commits or rolls back with it)."""
-    entry = AuditEntry(
-        document_id=secrets.token_urlsafe(16)[:22],
-        action=action,
-        actor_id=actor.id,
-        actor=actor.login,
-        org_id=getattr(org, "id", None),
-        org=getattr(org, "login", None),
-        user_id=getattr(user, "id", None),
-        user=getattr(user, "login", None),
-        token_id=token_id,
-        request_id=request_id,
-        data=data,
-        created_at=ctx.now,
-    )
-    ctx.session.add(entry)
-    return entry
+    values = entry(
+        ctx, action, actor=actor, org=org, user=user, token_id=token_id, request_id=request_id,
+        **data,
+    )  # fmt: skip
+    audit_entry = AuditEntry(**values)
+    ctx.session.add(audit_entry)
+    return audit_entry
+
+
+def entry(
+    ctx: Context,
+    action: str,
+    *,
+    actor: Actor,
+    org: Any = None,
+    user: Any = None,
+    token_id: int | None = None,
+    request_id: int | None = None,
+    **data: Any,
+) -> dict[str, Any]:
+    """The values of one audit entry, for :func:`record_all`."""
+    return {
+        "document_id": secrets.token_urlsafe(16)[:22],
+        "action": action,
+        "actor_id": actor.id,
+        "actor": actor.login,
+        "org_id": getattr(org, "id", None),
+        "org": getattr(org, "login", None),
+        "user_id": getattr(user, "id", None),
+        "user": getattr(user, "login", None),
+        "token_id": token_id,
+        "request_id": request_id,
+        "data": data,
+        "created_at": ctx.now,
+    }
+
+
+def record_all(ctx: Context, entries: list[dict[str, Any]]) -> None:
+    """Add many entries (from :func:`entry`) to the current transaction with one multi-row
+    INSERT, without an ORM object each (a bulk decision's entries)."""
+    if entries:
+        ctx.session.execute(insert(AuditEntry), entries)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patgate.db import Base
@@ -29,7 +29,10 @@ class OutboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(32))  # "email" or "webhook"
     # Makes a message idempotent to enqueue (e.g. one digest per owner, org and UTC date).
     dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
-    payload: Mapped[dict[str, Any]]
+    # JSON, not JSONB, on PostgreSQL: the worker reads a payload whole and nothing searches
+    # inside one but an app's deliveries page (``->>``); a bulk decision's hundreds of webhook
+    # bodies, and a digest's thousand lists, are stored as sent, without JSONB's parsing.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(8), default=MessageState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
