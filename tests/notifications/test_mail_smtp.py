@@ -246,16 +246,16 @@ def test_without_smtp_emails_are_files_in_the_mailbox(
             org = orgs.get_org(ctx, "octo-org")
             approvals.deny(ctx, org, list(world.request_ids.values()), actor=world.owner)
 
-        # The first send is accepted, then the worker dies before marking it sent.
-        real_record = jobs.record_outcome
+        # The sends are accepted, then the worker dies before marking them sent.
+        real_record = jobs.record_outcomes
 
         def crash(*args: Any, **kwargs: Any) -> None:
             raise Crash
 
-        monkeypatch.setattr(jobs, "record_outcome", crash)
+        monkeypatch.setattr(jobs, "record_outcomes", crash)
         with pytest.raises(Crash):
             run_worker(runtime)
-        monkeypatch.setattr(jobs, "record_outcome", real_record)
+        monkeypatch.setattr(jobs, "record_outcomes", real_record)
         runtime.clock.advance(jobs.LEASE + timedelta(seconds=1))  # type: ignore[attr-defined]
         assert run_worker(runtime) == 2
 

@@ -245,15 +245,16 @@ def test_a_crash_between_sending_and_marking_sent_resends_only_that_message_alik
     runtime: Runtime, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deny_all(runtime, build_world(runtime))
-    real_record = jobs.record_outcome
+    real_deliver = jobs.transmit
 
-    def crash(*args: Any, **kwargs: Any) -> None:
-        raise Crash
+    def deliver_then_crash(*args: Any, **kwargs: Any) -> jobs.Outcome:
+        real_deliver(*args, **kwargs)
+        raise Crash  # the SMTP server accepted it; the worker dies before recording it
 
-    monkeypatch.setattr(jobs, "record_outcome", crash)
+    monkeypatch.setattr(jobs, "transmit", deliver_then_crash)
     with pytest.raises(Crash):
         run_once(runtime)
-    monkeypatch.setattr(jobs, "record_outcome", real_record)
+    monkeypatch.setattr(jobs, "transmit", real_deliver)
     [first] = smtp.inbox.message_ids()
 
     # The dead worker's leases still hold: no other worker takes its messages yet.
@@ -267,6 +268,31 @@ def test_a_crash_between_sending_and_marking_sent_resends_only_that_message_alik
     assert sorted(ids.values()) == [1, 1, 2]
     assert len(ids) == len(rows) == 3
     assert {m.state for m in rows} == {MessageState.SENT}
+
+
+def test_a_crash_while_recording_a_batch_resends_that_batch_alike_once(
+    runtime: Runtime, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deny_all(runtime, build_world(runtime))
+    real_record = jobs.record_outcomes
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise Crash
+
+    monkeypatch.setattr(jobs, "record_outcomes", crash)
+    with pytest.raises(Crash):
+        run_once(runtime)
+    monkeypatch.setattr(jobs, "record_outcomes", real_record)
+    assert sorted(smtp.inbox.message_ids().values()) == [1, 1, 1]
+    assert attempt_rows(runtime) == []
+
+    advance(runtime, jobs.LEASE + timedelta(seconds=1))
+    assert run_once(runtime) == 3
+
+    rows = outbox_rows(runtime)
+    assert sorted(smtp.inbox.message_ids().values()) == [2, 2, 2]
+    assert [(m.state, m.attempts) for m in rows] == [(MessageState.SENT, 1)] * 3
+    assert [a.succeeded for a in attempt_rows(runtime)] == [True] * 3
 
 
 def test_a_decision_that_rolls_back_leaves_no_message(runtime: Runtime, smtp: SmtpServer) -> None:
@@ -299,6 +325,18 @@ def test_a_commit_that_adds_a_message_wakes_the_worker_and_a_rollback_does_not(
 
         with runtime.unit_of_work() as ctx:
             outbox.enqueue_email(ctx, "request_denied", to="a@example.com", data={})
+        assert worker.wake_requested
+    finally:
+        worker.close()
+
+
+def test_a_commit_that_adds_messages_in_one_insert_wakes_the_worker(runtime: Runtime) -> None:
+    # Bulk decisions enqueue with one INSERT statement, no ORM object.
+    worker = Worker(runtime)
+    try:
+        with runtime.unit_of_work() as ctx:
+            payload = outbox.email_payload("request_denied", to="a@example.com", data={})
+            assert outbox.enqueue_all(ctx, [(outbox.EMAIL, payload)] * 2) == 2
         assert worker.wake_requested
     finally:
         worker.close()
@@ -537,8 +575,10 @@ def pg_runtime(database_url: str, tmp_path: Path, smtp: SmtpServer, clock: Clock
 
 @pytest.mark.postgres
 def test_two_workers_on_postgresql_deliver_each_message_once(
-    pg_database: str, tmp_path: Path, smtp: SmtpServer
+    pg_database: str, tmp_path: Path, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Batches of 10: neither worker can claim all 40 messages at once.
+    monkeypatch.setattr(jobs, "CLAIM_BATCH", 10)
     runtimes = [pg_runtime(pg_database, tmp_path, smtp, SystemClock()) for _ in range(3)]
     try:
         with runtimes[0].unit_of_work() as ctx:

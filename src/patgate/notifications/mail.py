@@ -3,25 +3,34 @@ or, with no SMTP configured, written into the local mailbox directory."""
 
 from __future__ import annotations
 
+import contextlib
+import email.policy
+import functools
 import os
 import re
+import secrets
 import smtplib
 import ssl
 import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.parser import BytesParser
+from email.utils import format_datetime, getaddresses
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 
 from patgate.config import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
 SMTP_TIMEOUT_SECONDS = 30
+# RFC 5322 §2.1.1: a line is at most 998 characters, CRLF excluded.
+MAX_LINE_OCTETS = 998
 DEFAULT_PORTS = {"smtp": 25, "starttls": 587, "smtps": 465}
 
 # Rendered with the message's data, like the bodies.
@@ -58,13 +67,18 @@ def message_id(outbox_id: int, created_at: datetime, base_url: str) -> str:
     return f"<outbox-{outbox_id}.{int(created_at.timestamp())}@{host}>"
 
 
+@functools.cache
+def _subject_template(template: str) -> Template:
+    return _text.from_string(SUBJECTS[template])
+
+
 def render(template: str, data: dict[str, Any]) -> tuple[str, str, str]:
     """Return ``(subject, text, html)`` for ``template`` (a key of :data:`SUBJECTS`).
 
     Raises :class:`KeyError` for an unknown template and ``jinja2.UndefinedError`` when
     ``data`` lacks a value the template uses.
     """
-    subject = _text.from_string(SUBJECTS[template]).render(**data)
+    subject = _subject_template(template).render(**data)
     text = _text.get_template(f"{template}.txt").render(**data)
     html = _html.get_template(f"{template}.html").render(**data)
     # A header is one line, whatever a token name holds.
@@ -82,6 +96,12 @@ def build_message(
 ) -> EmailMessage:
     """A multipart/alternative email (plain text, then HTML) ready to send."""
     subject, text, html = render(template, data)
+    return _message(settings, msg_id, to, subject, text, html, date)
+
+
+def _message(
+    settings: Settings, msg_id: str, to: str, subject: str, text: str, html: str, date: datetime
+) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.sender_address
     message["To"] = to
@@ -94,12 +114,113 @@ def build_message(
     return message
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An email ready to hand over: its envelope, and its bytes as SMTP carries them (CRLF
+    line ends, before dot-stuffing); ``wire`` is ``None`` when the message needs SMTPUTF8
+    (non-ASCII addresses), left to ``smtplib`` with ``message``."""
+
+    msg_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    wire: bytes | None
+    message: EmailMessage | None = None
+
+    def as_message(self) -> EmailMessage:
+        if self.message is not None:
+            return self.message
+        assert self.wire is not None
+        parsed = BytesParser(policy=email.policy.default).parsebytes(self.wire)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+def compose(
+    settings: Settings,
+    *,
+    msg_id: str,
+    to: str,
+    template: str,
+    data: dict[str, Any],
+    date: datetime,
+) -> Outgoing:
+    """:func:`build_message`, flattened for SMTP.
+
+    ASCII bodies whose lines SMTP carries as they are (at most 998 octets, RFC 5322 §2.1.1)
+    are written out here as ``7bit`` parts, the headers folded by the email package: the
+    package itself would encode them quoted-printable (its lines stop at 78 characters) in
+    pure Python, and build and flatten a tree of header objects, 50 times the cost for a
+    digest (``docs/performance.md``, goal 4). Other bodies take the package's way.
+    """
+    subject, text, html = render(template, data)
+    sender = settings.sender_address
+    if any("\r" in v or "\n" in v for v in (sender, to, msg_id)):
+        raise ValueError("a header value holds a line break")  # as EmailMessage refuses it
+    # The envelope, as smtplib's send_message takes it from the headers.
+    envelope_from = getaddresses([sender])[0][1]
+    recipients = tuple(address for _, address in getaddresses([to]))
+    if not (to.isascii() and sender.isascii()):
+        message = _message(settings, msg_id, to, subject, text, html, date)
+        return Outgoing(msg_id, envelope_from, recipients, None, message)
+    parts = [_lines(text), _lines(html)]
+    if any(p is None for p in parts):
+        message = _message(settings, msg_id, to, subject, text, html, date)
+        wire = message.as_bytes(policy=_WIRE)
+        return Outgoing(msg_id, envelope_from, recipients, wire, message)
+    boundary = _boundary(parts)  # type: ignore[arg-type]
+    head = "".join(
+        # Header objects, as EmailMessage keeps them: folded, not-ASCII text encoded (RFC 2047).
+        _WIRE.header_factory(name, value).fold(policy=_WIRE)
+        for name, value in (
+            ("From", sender), ("To", to), ("Date", format_datetime(date)),
+            ("Message-ID", msg_id), ("Subject", subject),
+        )
+    ) + (
+        "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'
+    )  # fmt: skip
+    # The CRLF before a delimiter line belongs to the delimiter (RFC 2046 §5.1.1).
+    body = "".join(
+        f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+        f"Content-Transfer-Encoding: 7bit\r\n\r\n{part}\r\n"
+        for subtype, part in zip(("plain", "html"), parts, strict=True)
+    )
+    wire = (head + body + f"--{boundary}--\r\n").encode("ascii")
+    return Outgoing(msg_id, envelope_from, recipients, wire)
+
+
+_WIRE = email.policy.SMTP
+
+
+def _lines(body: str) -> str | None:
+    """``body`` with CRLF line ends, as a ``7bit`` part carries it; ``None`` when it cannot
+    (not ASCII, or a line longer than SMTP allows)."""
+    if not body.isascii():
+        return None
+    lines = body.splitlines()
+    if max(map(len, lines), default=0) > MAX_LINE_OCTETS:
+        return None
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _boundary(parts: list[str]) -> str:
+    """A multipart boundary that no line of the parts starts with (as the email package
+    makes them)."""
+    while True:
+        boundary = "=" * 15 + str(secrets.randbelow(10**19)) + "=="
+        if not any(f"\r\n--{boundary}" in "\r\n" + p for p in parts):
+            return boundary
+
+
 # ---- sending ----------------------------------------------------------------------------
 
 
 class Mailer(Protocol):
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage | Outgoing) -> None:
         """Hand the message over; raise on failure (see :func:`is_permanent`)."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Sends inside may share what they need (one SMTP connection), released at the end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +258,29 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     )
 
 
+class _DataTracking:
+    """Knows whether the current transaction reached ``DATA``: a failure before it sent
+    nothing of the message, so trying again on another connection cannot deliver it twice."""
+
+    data_started = False
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self.data_started = True
+        return super().data(msg)  # type: ignore[misc, no-any-return]
+
+
+class _Smtp(_DataTracking, smtplib.SMTP):
+    pass
+
+
+class _SmtpSsl(_DataTracking, smtplib.SMTP_SSL):
+    pass
+
+
 class SmtpMailer:
-    """Sends each message over its own SMTP connection (``smtplib``)."""
+    """Sends over SMTP (``smtplib``): each message over its own connection, or all the
+    messages sent inside :meth:`batch` over one (opened at the first, re-opened after a
+    failure, closed at the end)."""
 
     def __init__(
         self,
@@ -150,24 +292,95 @@ class SmtpMailer:
         self.target = parse_smtp_url(url)
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.timeout = timeout
+        self._batching = False
+        self._client: _Smtp | _SmtpSsl | None = None
 
-    def send(self, message: EmailMessage) -> None:
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        self._batching = True
+        try:
+            yield
+        finally:
+            self._batching = False
+            self._discard(quit=True)
+
+    def send(self, message: EmailMessage | Outgoing) -> None:
+        if not self._batching:
+            with self._connect() as client:
+                _transmit(client, message)
+            return
+        reused = self._client is not None
+        try:
+            self._send(message)
+        except OSError as exc:  # smtplib's errors are OSErrors too
+            # The server may have closed a connection that waited (an idle timeout, a limit
+            # of messages per connection: 421). Failing so before DATA, this message was not
+            # sent: once more on a new connection. Any other failure is the attempt's outcome.
+            if not (reused and _closed_by_server(exc)) or getattr(exc, "data_started", True):
+                raise
+            self._send(message)
+
+    def _send(self, message: EmailMessage | Outgoing) -> None:
+        if self._client is None:
+            self._client = self._connect()
+        client = self._client
+        client.data_started = False
+        try:
+            _transmit(client, message)
+        except BaseException as exc:
+            # The connection's state is unknown after a failure: the next send opens another.
+            exc.data_started = client.data_started  # type: ignore[attr-defined]
+            self._discard(quit=False)
+            raise
+
+    def _connect(self) -> _Smtp | _SmtpSsl:
         t = self.target
-        client: smtplib.SMTP
+        client: _Smtp | _SmtpSsl
         if t.security == "tls":
-            client = smtplib.SMTP_SSL(
-                t.host, t.port, timeout=self.timeout, context=self.ssl_context
-            )
+            client = _SmtpSsl(t.host, t.port, timeout=self.timeout, context=self.ssl_context)
         else:
-            client = smtplib.SMTP(t.host, t.port, timeout=self.timeout)
-        with client:
+            client = _Smtp(t.host, t.port, timeout=self.timeout)
+        try:
             client.ehlo()
             if t.security == "starttls":
                 client.starttls(context=self.ssl_context)
                 client.ehlo()
             if t.username is not None:
                 client.login(t.username, t.password or "")
-            client.send_message(message)
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _discard(self, *, quit: bool) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if quit:
+                client.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            client.close()
+
+
+def _transmit(client: smtplib.SMTP, message: EmailMessage | Outgoing) -> None:
+    if isinstance(message, EmailMessage):
+        client.send_message(message)
+    elif message.wire is None:
+        assert message.message is not None
+        client.send_message(message.message)
+    else:
+        client.sendmail(message.sender, list(message.recipients), message.wire)
+
+
+def _closed_by_server(exc: OSError) -> bool:
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return True
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code == 421
+    return not isinstance(exc, smtplib.SMTPException | TimeoutError)
 
 
 class MailboxMailer:
@@ -179,11 +392,16 @@ class MailboxMailer:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
 
+    def batch(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
     def path_for(self, msg_id: str) -> Path:
         name = re.sub(r"[^A-Za-z0-9._@-]", "_", msg_id.strip("<> "))
         return self.directory / f"{name}.eml"
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage | Outgoing) -> None:
+        if isinstance(message, Outgoing):
+            message = message.as_message()
         self.directory.mkdir(parents=True, exist_ok=True)
         target = self.path_for(str(message["Message-ID"]))
         # Temp file and rename in the same directory: a reader never sees half a message.
