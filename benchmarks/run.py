@@ -71,6 +71,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--generate-only", action="store_true", help="build (or check) the data, measure nothing"
     )
+    parser.add_argument(
+        "--no-http",
+        action="store_true",
+        help="goal 2 in-process only: start no server (with --only 2,3,4: no wrk at all)",
+    )
     parser.add_argument("--rounds", type=int, help="goal 1 rounds (default 3)")
     parser.add_argument("--seconds", type=float, help="goal 1 seconds per round and side")
     return parser.parse_args(argv)
@@ -185,7 +190,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if "6" in only:
         console.rule("goal 6: cold start")
         rows += guarded(bench, "6", "cold start", lambda: cold_start(bench))
-    if only & {"1", "5"} or "2" in only:
+    if only & {"1", "5"} or ("2" in only and not args.no_http):
         console.rule("goals 1 and 5 (and 2 over HTTP): wrk against uvicorn")
         served = guarded(
             bench, "1", "requests/s against the bare route", lambda: served_goals(bench)
