@@ -3,13 +3,17 @@ what a client reads from them is what it reads from ``build_message``'s email.""
 
 from __future__ import annotations
 
+import smtplib
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from patgate.config import load_settings
 from patgate.notifications import mail
@@ -125,3 +129,52 @@ def test_a_subject_that_is_not_ascii_is_encoded_over_7bit_bodies() -> None:
         == "Your personal access token “deploy” was denied by acme"
     )
     assert ours.get_body(("plain",)).get_content() == theirs.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+# ---- the shortcuts compose and the SMTP client take ----------------------------------------
+
+
+def folded(name: str, value: str) -> str:
+    return policy.SMTP.header_factory(name, value).fold(policy=policy.SMTP)
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=90))
+def test_a_plain_subject_is_written_as_the_email_package_writes_it(value: str) -> None:
+    assert mail._header("Subject", value) == folded("Subject", value)
+
+
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 1), timezones=st.just(UTC)),
+    st.integers(min_value=1, max_value=10**12),
+    st.from_regex(r"([a-z0-9][a-z0-9-]{0,20}\.){0,3}[a-z]{2,8}", fullmatch=True),
+)
+def test_patgates_date_and_message_id_are_written_as_the_email_package_writes_them(
+    date: datetime, outbox_id: int, host: str
+) -> None:
+    msg_id = mail.message_id(outbox_id, date, f"https://{host}")
+    for name, value in (("Date", format_datetime(date)), ("Message-ID", msg_id)):
+        assert mail._header(name, value) == folded(name, value)
+        if len(f"{name}: {value}") <= 78:  # else folded
+            assert folded(name, value) == f"{name}: {value}\r\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("Date", "0"),
+        ("Date", "Thu, 01 Jan 0099 00:00:00 +0000"),
+        ("Message-ID", "no-brackets@x"),
+        ("Message-ID", "<a@b..c>"),
+        ("Subject", "=?x?="),
+    ],
+)
+def test_other_values_take_the_email_packages_way(name: str, value: str) -> None:
+    assert mail._header(name, value) == folded(name, value)
+
+
+@given(
+    st.binary(max_size=200)
+    | st.lists(st.sampled_from([b".", b"\r\n", b"\n", b"a", b"\r"])).map(b"".join)
+)
+def test_dot_stuffing_is_smtplibs(data: bytes) -> None:
+    assert mail.dot_stuff(data) == smtplib._quote_periods(data)  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -51,8 +52,9 @@ log = logging.getLogger(__name__)
 CLAIM_BATCH = 100
 RECORD_EVERY = 100
 RECORD_SECONDS = 1.0
-# Messages built ahead of the one being sent.
-PREPARE_AHEAD = 2
+# Messages handed over at once, each by a thread of its own (its own SMTP connection): while
+# one waits for the server, another is built or sent. Twice as many are queued for them.
+SENDERS = 2
 # Longer than a batch of deliveries can take (SMTP and webhook timeouts are 30 s and 10 s);
 # a claim whose lease is about to run out is left for the next claimer instead.
 LEASE = timedelta(minutes=10)
@@ -182,8 +184,8 @@ def next_due_at(runtime: Runtime) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A claim made ready to hand over (built while the previous one is being sent): the
-    email and its bytes on the wire, or the webhook's headers and body; or why it cannot be."""
+    """A claim made ready to hand over: the email and its bytes on the wire, or the
+    webhook's headers and body; or why it cannot be."""
 
     claim: Claim
     email: mail.Outgoing | None = None
@@ -445,46 +447,66 @@ def deliver_due(
 ) -> int:
     """Deliver every message due when called; return how many were delivered.
 
-    Messages are claimed ``limit`` (default :data:`CLAIM_BATCH`) at a time, and their
-    outcomes recorded together at least every :data:`RECORD_EVERY` deliveries or
-    :data:`RECORD_SECONDS` (a crash re-sends at most those, with the same ``Message-ID`` or
-    ``X-GitHub-Delivery``); emails share one SMTP connection. Messages that fail are
-    rescheduled after the call's start, so one call ends even when every delivery fails;
-    messages enqueued meanwhile are the next call's (the worker is woken for them).
+    Messages are claimed ``limit`` (default :data:`CLAIM_BATCH`) at a time and handed over
+    :data:`SENDERS` at once; their outcomes are recorded together, in claim order, at least
+    every :data:`RECORD_EVERY` deliveries or :data:`RECORD_SECONDS` (a crash re-sends at most
+    those and the ones in flight, with the same ``Message-ID`` or ``X-GitHub-Delivery``).
+    Messages that fail are rescheduled after the call's start, so one call ends even when
+    every delivery fails; messages enqueued meanwhile are the next call's (the worker is woken
+    for them).
     """
     cutoff = runtime.clock.now()
-    delivered = 0
     settings = runtime.settings
-    # The next messages are built in a thread of their own while the current one is sent (a
-    # socket wait releases the GIL); a few only, so that they never outlive the collector's
-    # youngest generation.
-    with _batch(mailer), ThreadPoolExecutor(1, thread_name_prefix="patgate-prepare") as ahead:
+    outcomes = _Outcomes(runtime)
+
+    def hand_over(claim: Claim) -> Outcome:
+        return deliver(claim, settings=settings, mailer=mailer, http=http)
+
+    # Building a message is CPU work and sending it mostly a wait on the other end (a socket
+    # wait releases the GIL): two threads keep both busy. A few messages are queued only, so
+    # that a batch's built messages never outlive the collector's youngest generation.
+    with _batch(mailer), ThreadPoolExecutor(SENDERS, thread_name_prefix="patgate-send") as pool:
         while claims := claim_due(runtime, cutoff=cutoff, limit=limit):
-            futures: dict[int, Future[Prepared]] = {}
-            results: list[tuple[Claim, Outcome]] = []
+            in_flight: deque[tuple[Claim, Future[Outcome]]] = deque()
             unattempted: list[Claim] = []
-            started = time.monotonic()
             try:
                 for index, claim in enumerate(claims):
                     if runtime.clock.now() > claim.leased_until - LEASE_MARGIN:
                         # The lease may end mid-delivery: the rest go back for a fresh claim.
                         unattempted = claims[index:]
                         break
-                    for later in claims[index : index + PREPARE_AHEAD + 1]:
-                        if later.id not in futures:
-                            futures[later.id] = ahead.submit(prepare, later, settings)
-                    prepared = futures.pop(claim.id).result()
-                    outcome = transmit(prepared, settings=settings, mailer=mailer, http=http)
-                    results.append((claim, outcome))
-                    delivered += outcome.succeeded
-                    if len(results) >= RECORD_EVERY or time.monotonic() - started >= RECORD_SECONDS:
-                        record_outcomes(runtime, results)
-                        results, started = [], time.monotonic()
+                    in_flight.append((claim, pool.submit(hand_over, claim)))
+                    if len(in_flight) >= 2 * SENDERS:
+                        outcomes.add(*in_flight.popleft())
+                while in_flight:
+                    outcomes.add(*in_flight.popleft())
             finally:
-                for future in futures.values():
+                for _, future in in_flight:
                     future.cancel()
-            record_outcomes(runtime, results, release=unattempted)
-    return delivered
+            outcomes.record(release=unattempted)
+    return outcomes.delivered
+
+
+class _Outcomes:
+    """The attempts of a delivery pass, recorded every :data:`RECORD_EVERY` of them or
+    :data:`RECORD_SECONDS`, whichever comes first."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.delivered = 0
+        self.pending: list[tuple[Claim, Outcome]] = []
+        self.since = time.monotonic()
+
+    def add(self, claim: Claim, attempt: Future[Outcome]) -> None:
+        outcome = attempt.result()
+        self.pending.append((claim, outcome))
+        self.delivered += outcome.succeeded
+        if len(self.pending) >= RECORD_EVERY or time.monotonic() - self.since >= RECORD_SECONDS:
+            self.record()
+
+    def record(self, *, release: Sequence[Claim] = ()) -> None:
+        record_outcomes(self.runtime, self.pending, release=release)
+        self.pending, self.since = [], time.monotonic()
 
 
 def _batch(mailer: mail.Mailer) -> AbstractContextManager[None]:
