@@ -172,3 +172,23 @@ def test_the_permission_rows_are_filled_from_existing_requests_and_grants(engine
         (2, "metadata", "read", 2, "pending"),
     ]
     assert grants == [(1, "issues", "read", 2, "active")]
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_outbox_payloads_are_compressed_with_lz4_on_postgresql(engine: Engine) -> None:
+    """5dc4905a6ad8: lz4 where the server has it (Debian's PostgreSQL 15 does), else pglz;
+    SQLite compresses nothing."""
+    schema.upgrade(engine)
+    query = text(
+        "SELECT attcompression FROM pg_attribute "
+        "WHERE attrelid = 'outbox_messages'::regclass AND attname = 'payload'"
+    )
+    with engine.connect() as connection:
+        assert connection.scalar(query) == "l"  # lz4
+
+    config = schema.alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "d33aa7358bbb")
+    with engine.connect() as connection:
+        assert connection.scalar(query) == ""  # the server's default

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, insert, literal_column, or_, select
+from sqlalchemy import Select, and_, exists, func, insert, literal_column, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from patgate.accounts.models import User
 from patgate.approvals.models import (
@@ -164,11 +165,7 @@ def deny(
     """Deny pending requests, all or none; the reason is stored and sent to each creator."""
     requests = _lock_pending(ctx, org, request_ids, actor=actor, reason=reason)
     reviewer = ctx.session.get(User, actor.id) if actor.kind == "user" else None
-    for request in requests:
-        _move(request, RequestState.DENIED)
-        request.decided_at = ctx.now
-        request.reviewer_id = reviewer.id if reviewer else None
-        request.decision_reason = reason
+    _decide_all(ctx, requests, RequestState.DENIED, reviewer=reviewer, reason=reason)
     facts = _Facts.load(ctx, org, requests, revoking=False)
     entries: list[dict[str, Any]] = []
     messages: list[tuple[str, dict[str, Any]]] = []
@@ -283,6 +280,38 @@ def end_access_of_member(ctx: Context, org: Organization, user: User, *, actor: 
 # ---- transitions ------------------------------------------------------------------------
 
 
+def _decide_all(
+    ctx: Context,
+    requests: list[TokenRequest],
+    target: RequestState,
+    *,
+    reviewer: User | None,
+    reason: str | None,
+) -> None:
+    """Move locked pending ``requests`` to ``target`` with one ``UPDATE`` (their permission
+    rows follow by the foreign key's cascade); the loaded objects are set to match, as if
+    loaded after it. One statement, not one per request: ``docs/performance.md``, goal 3."""
+    for request in requests:
+        current = RequestState(request.state)
+        if not can_move(current, target):
+            raise InvalidTransition(f"cannot move from {current} to {target}", ids=[request.id])
+    values = {
+        "state": target,
+        "decided_at": ctx.now,
+        "reviewer_id": reviewer.id if reviewer else None,
+        "decision_reason": reason,
+    }
+    ctx.session.execute(
+        update(TokenRequest)
+        .where(TokenRequest.id.in_([r.id for r in requests]))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    for request in requests:
+        for name, value in values.items():
+            set_committed_value(request, name, value)
+
+
 def _move(row: TokenRequest | Grant, target: RequestState | GrantState) -> None:
     current = (RequestState if isinstance(row, TokenRequest) else GrantState)(row.state)
     if not can_move(current, target):
@@ -309,11 +338,7 @@ def _approve(
     """
     if not requests:
         return []
-    for request in requests:
-        _move(request, RequestState.APPROVED)
-        request.decided_at = ctx.now
-        request.reviewer_id = reviewer.id if reviewer else None
-        request.decision_reason = reason
+    _decide_all(ctx, requests, RequestState.APPROVED, reviewer=reviewer, reason=reason)
     facts = _Facts.load(ctx, org, requests, revoking=True)
     for previous in facts.grants.values():
         # Approval replaces the grant: the new one carries the newly approved settings.

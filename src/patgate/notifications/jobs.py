@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 from sqlalchemy import Text, cast, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -92,7 +93,7 @@ class Claim:
 
     def content(self) -> dict[str, Any]:
         """The payload, parsed."""
-        return json.loads(self.payload_json) if self.payload_json is not None else self.payload
+        return orjson.loads(self.payload_json) if self.payload_json is not None else self.payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,9 @@ def claim_due(
             if kind == outbox.EMAIL:
                 claims.append(Claim(message_id, kind, {}, created_at, lease, None, payload_json))
             else:
-                claims.append(Claim(message_id, kind, json.loads(payload_json), created_at, lease))
+                claims.append(
+                    Claim(message_id, kind, orjson.loads(payload_json), created_at, lease)
+                )
         app_ids = {
             c.payload.get("app_id")
             for c in claims
