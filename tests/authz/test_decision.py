@@ -383,6 +383,9 @@ APPS = [
     row("not_an_app-session-of-owner", session(OWEN), A.LIST_REQUESTS, ACME,
         denied(R.NOT_AN_APP)),
     # integration_permission_missing
+    row("integration_permission_missing-the-authenticated-user",
+        installation(metadata="read", members="read"), A.READ_USER, None,
+        denied(R.INTEGRATION_PERMISSION_MISSING)),
     row("integration_permission_missing-write-issues",
         installation(metadata="read", issues="read"), A.WRITE_ISSUES, PRIVATE,
         denied(R.INTEGRATION_PERMISSION_MISSING, accepted_permissions="issues=write")),

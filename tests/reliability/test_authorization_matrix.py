@@ -296,9 +296,10 @@ ROWS: list[Row] = [
         nobody=error(401, BAD_CREDENTIALS),
         bad=error(401, BAD_CREDENTIALS),
         pats=ok(check=lambda body: body["login"] == "mona"),
-        # Neither an installation nor an app is a user. (GitHub answers an installation token
-        # 403 `Resource not accessible by integration` here; patgate a 404: reported.)
-        installations=error(404, NOT_FOUND),
+        # Neither an installation nor an app is a user: an installation token gets GitHub's
+        # 403 `Resource not accessible by integration`; an app's JWT, which is no API
+        # credential here, a 404.
+        installations=error(403, APP_FORBIDDEN),
         app_jwt=error(404, NOT_FOUND),
     )),
     Row("GET", ORGS, table(

@@ -283,6 +283,9 @@ def _app_only(principal: Principal, action: Action, resource: Resource) -> Decis
 
 
 def _installation(p: InstallationPrincipal, action: Action, resource: Resource) -> Decision:
+    if resource is None:
+        # The authenticated user's own endpoints (`GET /user`): an installation acts for none.
+        return Decision(False, Reason.INTEGRATION_PERMISSION_MISSING)
     org_id = _org_id(resource)
     public = isinstance(resource, RepoFacts) and resource.public
     if public and not action.writes:

@@ -61,11 +61,11 @@ def _paged(request: Request, items: list[Any], total: int, page: Any) -> JSONRes
 
 def get_authenticated_user(request: Request) -> Response:
     with api_call(request, anonymous=False) as call:
+        call.require(Actions.READ_USER, None)
         if call.user_id is None:
             raise NotFound("user")
         user = call.ctx.session.get(User, call.user_id)
         assert user is not None
-        call.require(Actions.READ_USER, None)
         api, web = _urls(call)
         return JSONResponse(
             rep.private_user(
