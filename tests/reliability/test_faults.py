@@ -8,6 +8,7 @@ the machine's PostgreSQL is never stopped.
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import threading
 import time
@@ -218,11 +219,25 @@ def test_the_database_restarting_under_load(pg_cluster: PgCluster, tmp_path: Pat
         before = load.since(0)
         assert before and {o.status for o in before} == {200}, summary(before)
 
+        # A browser at the sign-in form when the database goes away.
+        browser = httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT)
+        token = re.search(r'name="authenticity_token" value="([^"]+)"', browser.get("/login").text)
+        assert token is not None
+
         pg_cluster.stop("fast")
         down_at = time.monotonic()
         time.sleep(1.5)
         assert server._thread is not None and server._thread.is_alive()
         during = load.since(down_at + 0.2)  # after the in-flight ones settled
+        # The UI says so on a page of its own, with a 503 to retry (not a bare 500).
+        page = browser.post(
+            "/login", data={"login": "mona", "password": "x", "authenticity_token": token[1]}
+        )
+        browser.close()
+        assert page.status_code == 503, page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["retry-after"] == "1"
+        assert "cannot reach its database" in page.text
         pg_cluster.start()
         up_at = time.monotonic()
 

@@ -501,7 +501,7 @@ class Scenario:
         # Denials, logged with their reasons: a PAT on the App-only endpoints, a token that
         # may not write, an installation that is no user.
         assert self.call(where, api, "GET", REQUESTS, token_header(first)).status_code == 403
-        assert self.call(where, api, "GET", "/user", as_app).status_code == 404
+        assert self.call(where, api, "GET", "/user", as_app).status_code == 403
         answer = self.call(where, api, "POST", repo + "/issues", token_header(second),
                            json={"title": "no"})  # fmt: skip
         assert answer.status_code == 404

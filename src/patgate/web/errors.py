@@ -169,12 +169,17 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
 RETRY_AFTER_SECONDS = 1
 
 
-async def handle_database_unavailable(request: Request, exc: Exception) -> Response:
+def log_database_unavailable(request: Request, exc: Exception) -> None:
+    """One line, the driver's first: never the statement's parameters."""
     cause = getattr(exc, "orig", None) or exc
     first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     web_log.warning(
         "database unavailable (%s %s): %s", request.method, request.url.path, first_line
     )
+
+
+async def handle_database_unavailable(request: Request, exc: Exception) -> Response:
+    log_database_unavailable(request, exc)
     return github_error(
         503, "Service Unavailable", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
     )

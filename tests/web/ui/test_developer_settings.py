@@ -402,3 +402,19 @@ def test_someone_elses_tokens_are_not_found_and_forms_need_the_csrf_token(
     assert api(site, classic_secret, "/user") == 200
     assert tokens_of(site) == ["ci"]
     assert clients().get(FINE_GRAINED).headers["location"].startswith("/login?return_to=")
+
+
+def test_a_name_taken_at_the_same_moment_is_a_conflict_page_not_a_server_error(
+    site: Site, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mona = clients("mona")
+    assert generate(mona, name="deploy", resource_owner="mona").status_code == 303
+    # Two submissions racing: each checks the name before the other has committed it; the
+    # unique index is what catches the second.
+    monkeypatch.setattr(tokens, "_find_by_name", lambda *args, **kwargs: None)
+
+    second = generate(mona, name="Deploy", resource_owner="mona")
+
+    assert second.status_code == 409
+    assert "conflicts with another one made at the same time" in second.text
+    assert tokens_of(site) == ["deploy"]

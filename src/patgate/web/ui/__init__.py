@@ -28,6 +28,7 @@ Adding a page:
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -35,6 +36,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from patgate.runtime import Runtime
+from patgate.web.errors import DATABASE_UNAVAILABLE
 from patgate.web.ui import (
     account,
     classic_tokens,
@@ -47,6 +49,8 @@ from patgate.web.ui import (
 from patgate.web.ui.pages import (
     STATIC_DIR,
     SecurityHeadersMiddleware,
+    conflict_page,
+    database_unavailable_page,
     http_error_page,
     make_templates,
 )
@@ -74,7 +78,11 @@ def create_ui(runtime: Runtime) -> Starlette:
             Middleware(SecurityHeadersMiddleware),
             session_middleware(runtime.settings),
         ],
-        exception_handlers={HTTPException: http_error_page},
+        exception_handlers={
+            HTTPException: http_error_page,
+            IntegrityError: conflict_page,
+            **dict.fromkeys(DATABASE_UNAVAILABLE, database_unavailable_page),
+        },
     )
     app.state.runtime = runtime
     app.state.templates = make_templates()

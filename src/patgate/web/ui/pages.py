@@ -54,6 +54,7 @@ from patgate.orgs import services as orgs
 from patgate.orgs.models import Organization
 from patgate.runtime import Runtime
 from patgate.tokens.permissions import LEVEL_RANK
+from patgate.web.errors import RETRY_AFTER_SECONDS, log_database_unavailable
 from patgate.web.ui import session
 from patgate.web.ui.nav import NavSection
 
@@ -525,18 +526,52 @@ class SecurityHeadersMiddleware:
 async def http_error_page(request: Request, exc: Exception) -> Response:
     """Unknown URLs and wrong methods, as pages (no database: nobody is looked up)."""
     assert isinstance(exc, HTTPException)
-    templates: jinja2.Environment = request.app.state.templates
     titles = {404: "Page not found", 405: "Method not allowed"}
-    body = templates.get_template("error.html").render(
-        request=request,
-        user=None,
-        csrf_token="",
-        flash=None,
-        nav=None,
-        nav_key=None,
-        title=titles.get(exc.status_code, "Error"),
-        message="There is nothing here, or you cannot see it."
+    message = (
+        "There is nothing here, or you cannot see it."
         if exc.status_code == 404
-        else str(exc.detail),
+        else str(exc.detail)
     )
-    return HTMLResponse(body, status_code=exc.status_code, headers=exc.headers)
+    title = titles.get(exc.status_code, "Error")
+    return _error_page(request, exc.status_code, title, message, headers=exc.headers)
+
+
+async def database_unavailable_page(request: Request, exc: Exception) -> Response:
+    """The database is down or busy: a page that says so, and a 503 a browser may retry
+    (the API answers the same with GitHub's JSON)."""
+    log_database_unavailable(request, exc)
+    return _error_page(
+        request,
+        503,
+        "Service unavailable",
+        "patgate cannot reach its database right now. Please try again in a moment.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def conflict_page(request: Request, exc: Exception) -> Response:
+    """A unique constraint caught what a form's own checks could not see: the same name, say,
+    saved by another request a moment earlier. The transaction rolled back."""
+    log.warning(
+        "conflicting write (%s %s): %s", request.method, request.url.path, type(exc).__name__
+    )
+    return _error_page(
+        request,
+        409,
+        "Conflicting change",
+        "This change conflicts with another one made at the same time, so nothing was "
+        "changed. Go back, reload the page and try again.",
+        headers=None,
+    )
+
+
+def _error_page(
+    request: Request, status: int, title: str, message: str, *, headers: Mapping[str, str] | None
+) -> Response:
+    # No database: nobody is looked up, so the page shows no signed-in user.
+    templates: jinja2.Environment = request.app.state.templates
+    body = templates.get_template("error.html").render(
+        request=request, user=None, csrf_token="", flash=None, nav=None, nav_key=None,
+        title=title, message=message,
+    )  # fmt: skip
+    return HTMLResponse(body, status_code=status, headers=headers)
