@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from patgate.accounts import services as accounts
 from patgate.approvals import services as approvals
@@ -35,6 +35,7 @@ from patgate.repos import services as repos
 from patgate.runtime import Runtime
 from patgate.tokens import services as tokens
 from patgate.tokens.models import FineGrainedToken
+from support.db import listening
 from support.env import TEST_SECRET_KEY
 from support.processes import (
     ServerProcess,
@@ -428,7 +429,7 @@ def pair(
         servers = start_servers(env, folder, ["serve-a", "serve-b"])
         # Both caches are live: each instance has its LISTEN connection (without one, an
         # instance caches nothing, and these tests would prove nothing).
-        assert wait_until(lambda: listening(runtime, "patgate_authz") >= 2, timeout=10)
+        assert wait_until(lambda: listening(runtime.engine, "patgate_authz") >= 2, timeout=10)
         found = Pair(servers[0], servers[1], runtime, env)
         yield found
         for name, (after, before) in sorted(found.latencies.items()):
@@ -443,20 +444,6 @@ def pair(
             server.stop()
         runtime.close()
         _database_templates.release(url)
-
-
-def listening(runtime: Runtime, channel: str) -> int:
-    """How many connections to this database are listening on ``channel``."""
-    with runtime.engine.connect() as connection:
-        return int(
-            connection.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND query = :listen"
-                ),
-                {"listen": f"LISTEN {channel}"},
-            ).scalar_one()
-        )
 
 
 class Poller:

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from patgate.accounts import services as accounts
 from patgate.approvals import services as approvals
@@ -32,6 +32,7 @@ from patgate.orgs import services as orgs
 from patgate.repos import services as repos
 from patgate.runtime import Runtime
 from patgate.tokens import services as tokens
+from support.db import listening
 from support.env import TEST_SECRET_KEY
 from support.processes import (
     PatgateProcess,
@@ -84,8 +85,8 @@ def deployment(
         processes.extend(start_servers(env, folder, ["serve-a", "serve-b"]))
         worker, a, b = processes
         # Both instances cache (each has its LISTEN connection); the worker is woken by NOTIFY.
-        assert wait_until(lambda: listening(runtime, "patgate_authz") >= 2, timeout=10)
-        assert wait_until(lambda: listening(runtime, "patgate_outbox") >= 1, timeout=10)
+        assert wait_until(lambda: listening(runtime.engine, "patgate_authz") >= 2, timeout=10)
+        assert wait_until(lambda: listening(runtime.engine, "patgate_outbox") >= 1, timeout=10)
         found = Deployment(a, b, worker, runtime, mailbox)  # type: ignore[arg-type]
         yield found
         for name, (after, before) in sorted(found.latencies.items()):
@@ -100,20 +101,6 @@ def deployment(
             process.stop()
         runtime.close()
         _database_templates.release(url)
-
-
-def listening(runtime: Runtime, channel: str) -> int:
-    """How many connections to this database are listening on ``channel``."""
-    with runtime.engine.connect() as connection:
-        return int(
-            connection.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND query = :listen"
-                ),
-                {"listen": f"LISTEN {channel}"},
-            ).scalar_one()
-        )
 
 
 # ---- an organization with a member's token and a reviewing app --------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import make_url
+from sqlalchemy import Engine, make_url, text
 
 from patgate.db import make_engine
 from patgate.schema import upgrade
@@ -238,3 +238,18 @@ def empty_database(
         yield url
     finally:
         postgres.drop(name)
+
+
+def listening(engine: Engine, channel: str) -> int:
+    """How many connections to ``engine``'s PostgreSQL database are listening on ``channel``
+    (patgate's caches and workers each hold one: ``patgate_authz``, ``patgate_outbox``)."""
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND query = :listen"
+                ),
+                {"listen": f"LISTEN {channel}"},
+            ).scalar_one()
+        )
