@@ -292,9 +292,7 @@ def _decide_all(
     rows follow by the foreign key's cascade); the loaded objects are set to match, as if
     loaded after it. One statement, not one per request: ``docs/performance.md``, goal 3."""
     for request in requests:
-        current = RequestState(request.state)
-        if not can_move(current, target):
-            raise InvalidTransition(f"cannot move from {current} to {target}", ids=[request.id])
+        _check_move(request, target)
     values = {
         "state": target,
         "decided_at": ctx.now,
@@ -313,10 +311,14 @@ def _decide_all(
 
 
 def _move(row: TokenRequest | Grant, target: RequestState | GrantState) -> None:
+    _check_move(row, target)
+    row.state = target
+
+
+def _check_move(row: TokenRequest | Grant, target: RequestState | GrantState) -> None:
     current = (RequestState if isinstance(row, TokenRequest) else GrantState)(row.state)
     if not can_move(current, target):
         raise InvalidTransition(f"cannot move from {current} to {target}", ids=[row.id])
-    row.state = target
 
 
 def _approve(
