@@ -18,6 +18,7 @@ from patgate.web.ui.developer_settings import (
     EXPIRATIONS,
     expires_at_of,
     field_for,
+    regenerate_page,
     settings_page,
 )
 from patgate.web.ui.pages import Page, Routes
@@ -220,24 +221,18 @@ def classic_show(page: Page) -> Response:
     )
 
 
+def _regenerate_page(
+    page: Page, token: ClassicToken, errors: dict[str, str] | None = None
+) -> Response:
+    return regenerate_page(
+        page, token, kind="classic", title=token.note, back=_url(token.id), list_url=CLASSIC,
+        list_label="Tokens (classic)", notes=[], errors=errors,
+    )  # fmt: skip
+
+
 @routes.get(CLASSIC_ONE + "/regenerate")
 def classic_regenerate_form(page: Page) -> Response:
-    token = _classic(page)
-    return settings_page(
-        page,
-        "settings/developer/regenerate.html",
-        "classic",
-        kind="classic",
-        title=token.note,
-        token=token,
-        back=_url(token.id),
-        list_url=CLASSIC,
-        list_label="Tokens (classic)",
-        expiration=DEFAULT_EXPIRATION,
-        expires_on="",
-        expirations=EXPIRATIONS,
-        notes=[],
-    )
+    return _regenerate_page(page, _classic(page))
 
 
 @routes.post(CLASSIC_ONE + "/regenerate")
@@ -250,23 +245,7 @@ def classic_regenerate(page: Page) -> Response:
     except InvalidInput as exc:
         errors["expiration"] = exc.message
     if issued is None:
-        return settings_page(
-            page,
-            "settings/developer/regenerate.html",
-            "classic",
-            status=422,
-            errors=errors,
-            kind="classic",
-            title=token.note,
-            token=token,
-            back=_url(token.id),
-            list_url=CLASSIC,
-            list_label="Tokens (classic)",
-            expiration=page.field("expiration", DEFAULT_EXPIRATION),
-            expires_on=page.field("expires_on"),
-            expirations=EXPIRATIONS,
-            notes=[],
-        )
+        return _regenerate_page(page, token, errors)
     return reveal.hand_over(
         page,
         page.redirect(

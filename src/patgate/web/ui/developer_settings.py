@@ -91,6 +91,31 @@ def settings_page(page: Page, template: str, nav_key: str, **values: Any) -> Res
     )
 
 
+def regenerate_page(
+    page: Page,
+    token: Any,
+    *,
+    kind: str,
+    title: str,
+    back: str,
+    list_url: str,
+    list_label: str,
+    notes: list[str],
+    errors: dict[str, str] | None = None,
+) -> Response:
+    """The regenerate form of a token of either kind; with ``errors``, the refused submission
+    (422), its fields as they were sent."""
+    refused = errors is not None
+    return settings_page(
+        page, "settings/developer/regenerate.html", kind,
+        status=422 if refused else 200, errors=errors or {},
+        kind=kind, title=title, token=token, back=back, list_url=list_url, list_label=list_label,
+        expiration=page.field("expiration", DEFAULT_EXPIRATION) if refused else DEFAULT_EXPIRATION,
+        expires_on=page.field("expires_on") if refused else "",
+        expirations=EXPIRATIONS, notes=notes,
+    )  # fmt: skip
+
+
 # ---- expiration -------------------------------------------------------------------------
 
 
@@ -677,24 +702,19 @@ def _lifetime_notes(page: Page, token: FineGrainedToken) -> list[str]:
     return [note] if note else []
 
 
+def _regenerate_page(
+    page: Page, token: FineGrainedToken, errors: dict[str, str] | None = None
+) -> Response:
+    return regenerate_page(
+        page, token, kind="fine-grained", title=token.name,
+        back=_url(FINE_GRAINED_ONE, token_id=token.id), list_url=FINE_GRAINED,
+        list_label="Fine-grained tokens", notes=_lifetime_notes(page, token), errors=errors,
+    )  # fmt: skip
+
+
 @routes.get(FINE_GRAINED_ONE + "/regenerate")
 def fine_grained_regenerate_form(page: Page) -> Response:
-    token = _token(page)
-    return settings_page(
-        page,
-        "settings/developer/regenerate.html",
-        "fine-grained",
-        kind="fine-grained",
-        title=token.name,
-        token=token,
-        back=_url(FINE_GRAINED_ONE, token_id=token.id),
-        list_url=FINE_GRAINED,
-        list_label="Fine-grained tokens",
-        expiration=DEFAULT_EXPIRATION,
-        expires_on="",
-        expirations=EXPIRATIONS,
-        notes=_lifetime_notes(page, token),
-    )
+    return _regenerate_page(page, _token(page))
 
 
 @routes.post(FINE_GRAINED_ONE + "/regenerate")
@@ -709,25 +729,9 @@ def fine_grained_regenerate(page: Page) -> Response:
         errors["expiration"] = exc.message
     except PolicyRefused as exc:
         errors["expiration"] = exc.message
-    where = _url(FINE_GRAINED_ONE, token_id=token.id)
     if issued is None:
-        return settings_page(
-            page,
-            "settings/developer/regenerate.html",
-            "fine-grained",
-            status=422,
-            errors=errors,
-            kind="fine-grained",
-            title=token.name,
-            token=token,
-            back=where,
-            list_url=FINE_GRAINED,
-            list_label="Fine-grained tokens",
-            expiration=page.field("expiration", DEFAULT_EXPIRATION),
-            expires_on=page.field("expires_on"),
-            expirations=EXPIRATIONS,
-            notes=_lifetime_notes(page, token),
-        )
+        return _regenerate_page(page, token, errors)
+    where = _url(FINE_GRAINED_ONE, token_id=token.id)
     return reveal.hand_over(
         page,
         page.redirect(
