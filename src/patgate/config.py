@@ -80,7 +80,8 @@ class Settings(BaseSettings):
 
     @property
     def secret(self) -> bytes:
-        """The signing key for sessions and token hashes (set by :func:`load_settings`)."""
+        """The key that signs session cookies and encrypts the one-time secret-reveal cookies
+        (tokens are hashed without it); set by :func:`load_settings`."""
         assert self.secret_key is not None, "load_settings() fills the secret key"
         return self.secret_key.encode()
 
