@@ -612,6 +612,13 @@ def test_demo_is_idempotent(db: Path) -> None:
         runtime.close()
 
 
+def test_serve_refuses_a_port_that_is_no_port(db: Path) -> None:
+    for port in ("0", "-1", "99999"):
+        result = run("serve", "--port", port)
+        assert result.exit_code == 2, result.output
+        assert "--port" in result.output
+
+
 def test_serve_seeds_the_demo_and_runs_uvicorn(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: dict[str, Any] = {}
     sentinel = object()

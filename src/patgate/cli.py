@@ -481,7 +481,7 @@ for _name, _group in (
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not run the outbox worker in-process.")
     ] = False,

@@ -30,6 +30,13 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 # The largest id a row can have: primary keys are INTEGER, 32-bit on PostgreSQL. A larger id
 # from outside names nothing, and must not reach a query (PostgreSQL refuses to compare it).
 MAX_ID = 2**31 - 1
+
+
+def is_storable_id(value: int) -> bool:
+    """Whether ``value`` can be a row id (an id from a URL may be any size: not one of ours)."""
+    return 0 < value <= MAX_ID
+
+
 LISTEN_CHECK_SECONDS = 0.2
 MAX_LISTEN_PAUSE_SECONDS = 30.0
 

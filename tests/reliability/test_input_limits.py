@@ -381,6 +381,11 @@ def test_issue_bodies_are_validated(target: Target, subtests: Any, caller: str) 
         {"title": "ok", "body": "nul\x00"},
     ]
     cases = [("POST", path, {"json": body}, 422) for body in bodies]
+    # A lone surrogate parses as JSON but is no text any database could store.
+    cases += [
+        ("POST", path, {"content": raw}, 400)
+        for raw in (b'{"title": "\\ud800"}', b'{"title": "ok", "body": "a\\udfffb"}')
+    ]
     refused(target, subtests, cases, caller=caller)
     missing = send(target, "POST", path, caller, json={}).json()
     assert missing["errors"][0]["field"] == "title"

@@ -24,7 +24,7 @@ from patgate.approvals.states import GrantState, RequestState, can_move
 from patgate.audit import services as audit
 from patgate.authz.decision import Actions, SessionPrincipal, decide
 from patgate.context import Actor, Context
-from patgate.db import MAX_ID
+from patgate.db import MAX_ID, is_storable_id
 from patgate.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
 from patgate.notifications import services as outbox
 from patgate.orgs.models import Membership, Organization, Role
@@ -967,14 +967,14 @@ def _has_permission(kind: _Listing, row_id: Any, name: str, level: str) -> Any:
 
 
 def get_request(ctx: Context, org: Organization, request_id: int) -> TokenRequest:
-    request = ctx.session.get(TokenRequest, request_id)
+    request = ctx.session.get(TokenRequest, request_id) if is_storable_id(request_id) else None
     if request is None or request.org_id != org.id:
         raise NotFound("personal access token request", request_id)
     return request
 
 
 def get_grant(ctx: Context, org: Organization, grant_id: int) -> Grant:
-    grant = ctx.session.get(Grant, grant_id)
+    grant = ctx.session.get(Grant, grant_id) if is_storable_id(grant_id) else None
     if grant is None or grant.org_id != org.id:
         raise NotFound("personal access token grant", grant_id)
     return grant

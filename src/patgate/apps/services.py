@@ -24,7 +24,7 @@ from patgate.apps.models import App, Installation, InstallationToken
 from patgate.audit import services as audit
 from patgate.authz.decision import Actions, AppPrincipal, SessionPrincipal, decide
 from patgate.context import Actor, Context
-from patgate.db import MAX_ID
+from patgate.db import MAX_ID, is_storable_id
 from patgate.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
 from patgate.notifications import services as outbox
 from patgate.orgs.models import Organization
@@ -273,7 +273,7 @@ def register_and_install(
 
 
 def get_app(ctx: Context, app_id: int) -> App:
-    app = ctx.session.get(App, app_id)
+    app = ctx.session.get(App, app_id) if is_storable_id(app_id) else None
     if app is None:
         raise NotFound("app", app_id)
     return app

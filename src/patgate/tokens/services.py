@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from patgate.accounts.models import Account, User
 from patgate.audit import services as audit
 from patgate.context import Actor, Context
+from patgate.db import is_storable_id
 from patgate.errors import AlreadyExists, InvalidInput, NotFound, PolicyRefused
 from patgate.orgs.models import AccessPolicy, Organization
 from patgate.orgs.services import effective_policies, role_of
@@ -72,7 +73,15 @@ def _check_name(name: str) -> str:
     name = (name or "").strip()
     if not name or len(name) > MAX_NAME:
         raise InvalidInput(f"token name must have 1 to {MAX_NAME} characters", field="name")
+    if not name.isprintable():
+        raise InvalidInput("token name must not contain control characters", field="name")
     return name
+
+
+def _check_description(description: str | None) -> str | None:
+    if description is not None and len(description) > MAX_REASON:
+        raise InvalidInput("description is too long", field="description")
+    return description
 
 
 def _check_reason(reason: str | None) -> str | None:
@@ -142,8 +151,7 @@ def create_fine_grained(
     """
     name = _check_name(name)
     reason = _check_reason(reason)
-    if description is not None and len(description) > MAX_REASON:
-        raise InvalidInput("description is too long", field="description")
+    _check_description(description)
     count = ctx.session.scalar(
         select(func.count())
         .select_from(FineGrainedToken)
@@ -221,7 +229,7 @@ def _find_by_name(ctx: Context, user: User, name: str) -> FineGrainedToken | Non
 
 def get_fine_grained(ctx: Context, token_id: int, *, user: User | None = None) -> FineGrainedToken:
     """The token with this id (of ``user`` when given); raise :class:`NotFound`."""
-    token = ctx.session.get(FineGrainedToken, token_id)
+    token = ctx.session.get(FineGrainedToken, token_id) if is_storable_id(token_id) else None
     if token is None or (user is not None and token.user_id != user.id):
         raise NotFound("token", token_id)
     return token
@@ -291,7 +299,7 @@ def update_fine_grained(
     if permissions is not None:
         token.permissions = normalize(permissions, owner_is_org=org is not None)
     if description is not None:
-        token.description = description or None
+        token.description = _check_description(description) or None
     token.updated_at = ctx.now
     ctx.session.flush()
     audit.record(
@@ -403,7 +411,7 @@ def classic_of(ctx: Context, user: User) -> list[ClassicToken]:
 
 
 def get_classic(ctx: Context, token_id: int, *, user: User | None = None) -> ClassicToken:
-    token = ctx.session.get(ClassicToken, token_id)
+    token = ctx.session.get(ClassicToken, token_id) if is_storable_id(token_id) else None
     if token is None or (user is not None and token.user_id != user.id):
         raise NotFound("classic token", token_id)
     return token

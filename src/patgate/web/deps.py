@@ -112,6 +112,9 @@ def parse_json_body(raw: bytes, *, required: bool = True) -> dict[str, Any]:
         raise HTTPProblem(400, "Problems parsing JSON")
     if _depth(data) > MAX_JSON_DEPTH:
         raise HTTPProblem(400, "Problems parsing JSON: nested too deeply")
+    if b"\\u" in raw and not _encodable(data):
+        # A lone surrogate ("\ud800") parses, but is no text: no database can store it.
+        raise HTTPProblem(400, "Problems parsing JSON")
     for key, value in data.items():
         if _holds_nul(key) or _holds_nul(value):  # see refuse_nul()
             raise InvalidInput(f"{key} must not contain NUL characters", field=key)
@@ -126,6 +129,14 @@ def _holds_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(_holds_nul(v) for v in value)
     return False
+
+
+def _encodable(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _depth(value: Any, level: int = 0) -> int:

@@ -433,7 +433,7 @@ def _submitted_form(page: Page, owner: OwnerView, *, default_expiration: str) ->
         owner=owner.account.login,
         expiration=page.field("expiration", default_expiration),
         expires_on=page.field("expires_on").strip(),
-        repository_selection=selection if selection in SELECTIONS else "none",
+        repository_selection=selection,
         repository_ids=set(page.ids("repository_ids")),
         permissions=_submitted_permissions(page, owner.is_org),
         reason=page.field("reason").strip(),
@@ -443,6 +443,9 @@ def _submitted_form(page: Page, owner: OwnerView, *, default_expiration: str) ->
 def _chosen_repositories(
     page: Page, owner: OwnerView, form: FineGrainedForm, errors: dict[str, str]
 ) -> list[Repository]:
+    if form.repository_selection not in SELECTIONS:
+        errors["repositories"] = "Choose which repositories the token can access."
+        return []
     if form.repository_selection != "subset":
         return []
     own = {repo.id: repo for repo in owner.repositories}

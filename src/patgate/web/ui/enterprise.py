@@ -20,7 +20,7 @@ from patgate.orgs import services as orgs
 from patgate.orgs.models import AccessPolicy, ApprovalPolicy, Enterprise
 from patgate.orgs.services import UNSET
 from patgate.web.ui.nav import ENTERPRISE_SETTINGS_NAV, USER_SETTINGS_NAV
-from patgate.web.ui.pages import Page, Routes, nav_links
+from patgate.web.ui.pages import Page, Routes, is_number, nav_links
 
 routes = Routes()
 
@@ -187,7 +187,7 @@ def save_policies(page: Page) -> Response:
             lifetimes[field] = (False, None)
         elif mode == "none":
             lifetimes[field] = (True, None)
-        elif mode == "days" and days_text.isdigit() and 1 <= int(days_text) <= 366:
+        elif mode == "days" and is_number(days_text) and 1 <= int(days_text) <= 366:
             lifetimes[field] = (True, int(days_text))
         elif mode == "days":
             errors[field] = "Enter a number of days between 1 and 366."

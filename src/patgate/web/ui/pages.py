@@ -60,6 +60,13 @@ from patgate.web.ui.nav import NavSection
 
 log = logging.getLogger(__name__)
 
+
+def is_number(text: str) -> bool:
+    """ASCII digits only, and not absurdly many (``str.isdigit`` accepts "²", which ``int``
+    refuses, and other scripts' digits)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 HERE = Path(__file__).parent
 TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
@@ -253,11 +260,11 @@ class Page:
 
     def ids(self, name: str) -> list[int]:
         """The positive integers submitted as ``name`` (checkboxes); others are dropped."""
-        return [int(v) for v in self.fields(name) if v.isdigit() and int(v) > 0]
+        return [int(v) for v in self.fields(name) if is_number(v) and int(v) > 0]
 
     def page_number(self) -> int:
         text = self.query("page", "1")
-        return int(text) if text.isdigit() and 0 < int(text) < 1_000_000 else 1
+        return int(text) if is_number(text) and 0 < int(text) < 1_000_000 else 1
 
     def url_with(self, **changes: Any) -> str:
         """This page's URL with query parameters changed (``None`` removes one)."""
