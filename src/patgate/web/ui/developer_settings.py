@@ -436,7 +436,8 @@ def _submitted_form(page: Page, owner: OwnerView, *, default_expiration: str) ->
         repository_selection=selection,
         repository_ids=set(page.ids("repository_ids")),
         permissions=_submitted_permissions(page, owner.is_org),
-        reason=page.field("reason").strip(),
+        # The justification is on the form only when the owner reviews requests.
+        reason=page.field("reason").strip() if owner.needs_approval else "",
     )
 
 
@@ -560,7 +561,7 @@ def fine_grained_create(page: Page) -> Response:
                 permissions=form.permissions,
                 expires_at=expires_at,
                 description=form.description or None,
-                reason=form.reason if owner.needs_approval else None,
+                reason=form.reason or None,
                 actor=page.actor,
             )
         except InvalidInput as exc:
