@@ -375,6 +375,13 @@ def test_app_pages_are_for_owners_and_a_bad_registration_is_refused_next_to_the_
     )  # fmt: skip
     assert bad_url.status_code == 422
     assert re.search(r'id="webhook_url-error">webhook URL .* must be an absolute', bad_url.text)
+    unknown_event = olivia.post(
+        base + "/apps",
+        data={"authenticity_token": token, "name": "Odd", "events": "bogus",
+              "webhook_url": "https://hooks.example/odd"},
+    )  # fmt: skip
+    assert unknown_event.status_code == 422
+    assert 'id="events-error">Choose the events from the list.' in unknown_event.text
     unnamed = olivia.post(base + "/apps", data={"authenticity_token": token, "name": " "})
     assert unnamed.status_code == 422
     assert 'id="name-error">Enter a name for the app.' in unnamed.text

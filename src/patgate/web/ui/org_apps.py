@@ -273,6 +273,8 @@ def register_app(page: Page) -> Response:
         errors["name"] = "Enter a name for the app."
     if form.events and not form.webhook_url:
         errors["webhook_url"] = "Enter the URL that receives the events you subscribe to."
+    if not form.events <= {event for event, _, _ in EVENTS}:
+        errors["events"] = "Choose the events from the list."
     if len(form.description) > 1024:
         errors["description"] = "Use at most 1024 characters."
     registered = None
