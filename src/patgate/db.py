@@ -32,6 +32,15 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 MAX_ID = 2**31 - 1
 
 
+def written_table(state: Any) -> str | None:
+    """The name of the table an ORM session's ``INSERT``/``UPDATE``/``DELETE`` statement
+    writes (``do_orm_execute``), ``None`` for anything else. Names, not Table objects: an ORM
+    statement carries an annotated copy of its Table."""
+    if not (state.is_insert or state.is_update or state.is_delete):
+        return None
+    return getattr(getattr(state.statement, "table", None), "name", None)
+
+
 def is_storable_id(value: int) -> bool:
     """Whether ``value`` can be a row id (an id from a URL may be any size: not one of ours)."""
     return 0 < value <= MAX_ID

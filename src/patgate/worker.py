@@ -24,7 +24,7 @@ import httpx
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
-from patgate.db import PgListener
+from patgate.db import PgListener, written_table
 from patgate.notifications import jobs, mail
 from patgate.notifications.models import OutboxMessage
 from patgate.runtime import Runtime
@@ -72,9 +72,7 @@ def _after_flush(session: Session, _flush_context: Any) -> None:
 
 def _on_execute(state: Any) -> None:
     # A bulk INSERT statement (``outbox.enqueue_all``) adds messages without ORM objects.
-    # An ORM statement's table is an annotated copy of the Table: compare names.
-    table = getattr(state.statement, "table", None) if state.is_insert else None
-    if getattr(table, "name", None) == OutboxMessage.__tablename__:
+    if state.is_insert and written_table(state) == OutboxMessage.__tablename__:
         state.session.info[_OUTBOX_ADDED] = True
 
 

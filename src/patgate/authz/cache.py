@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from patgate.accounts.models import Account, User
 from patgate.approvals.models import Grant, GrantRepository, RequestRepository, TokenRequest
 from patgate.apps.models import App, Installation, InstallationToken
-from patgate.db import PgListener
+from patgate.db import PgListener, written_table
 from patgate.orgs.models import Enterprise, EnterpriseOwner, Membership, Organization
 from patgate.repos.models import Issue, Repository
 from patgate.tokens.models import ClassicToken, FineGrainedToken, TokenRepository
@@ -86,15 +86,8 @@ def _after_flush(session: Session, _context: Any) -> None:
 
 
 def _on_execute(state: Any) -> None:
-    if (state.is_update or state.is_delete or state.is_insert) and any(
-        getattr(table, "name", None) in FACT_TABLES for table in _tables_of(state.statement)
-    ):
+    if written_table(state) in FACT_TABLES:
         state.session.info[_CHANGED] = True
-
-
-def _tables_of(statement: Any) -> list[Any]:
-    table = getattr(statement, "table", None)
-    return [table] if table is not None else []
 
 
 def _before_commit(session: Session) -> None:
